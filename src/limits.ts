@@ -1,0 +1,68 @@
+/**
+ * Every bound dlock enforces, in one place (STYLE.md, convention 7). Going over a limit
+ * is a clear RESOURCE_EXHAUSTED or INVALID_ARGUMENT for the caller, never a crash.
+ *
+ * @module
+ */
+
+/** The limits. Relations between them are asserted by {@link assertLimits} at start. */
+export const limits = {
+  /** Named locks that exist at once (held or with waiters). */
+  locksMax: 1_000_000,
+  /** Waiters queued on one lock. */
+  waitersPerLockMax: 10_000,
+  /** Open sessions. */
+  sessionsMax: 100_000,
+  /** Locks one session may hold or wait for at once. */
+  locksPerSessionMax: 200_000,
+  /** Lock name length in UTF-8 bytes. */
+  lockNameBytesMax: 256,
+  /** Client name length in UTF-8 bytes. */
+  clientNameBytesMax: 256,
+  /** Session TTL bounds. */
+  sessionTtlMsMin: 1_000,
+  sessionTtlMsMax: 300_000,
+  sessionTtlMsDefault: 10_000,
+  /** Remembered results per session for exactly-once retries. */
+  dedupeResultsPerSessionMax: 1_024,
+  /** Raft: entries and bytes in one append message. */
+  entriesPerAppendMax: 1_024,
+  appendBytesMax: 2 * 1024 * 1024,
+  /** Raft: append messages in flight to one follower. */
+  inflightAppendsMax: 64,
+  /** Proposals waiting to be appended by the leader before new ones are refused. */
+  pendingProposalsMax: 50_000,
+  /** Largest gRPC message either side accepts. */
+  messageBytesMax: 16 * 1024 * 1024,
+  /** Largest command (one log entry's data). */
+  commandBytesMax: 64 * 1024,
+  /** Filewriter: content of one append, default (flag `--max-content-bytes`). */
+  fileContentBytesMaxDefault: 1024 * 1024,
+  /** Filewriter: file name length in UTF-8 bytes. */
+  fileNameBytesMax: 255,
+  /** Raft log entries kept after the applied index before a snapshot compacts them. */
+  logEntriesBeforeSnapshot: 10_000,
+} as const;
+
+/**
+ * Asserts the relations between limits; called at process start.
+ * @throws {Error} when a relation does not hold (a programming error).
+ */
+export function assertLimits(): void {
+  const l = limits;
+  const relations: [boolean, string][] = [
+    [l.waitersPerLockMax <= l.sessionsMax * l.locksPerSessionMax, "waitersPerLockMax"],
+    [l.lockNameBytesMax < l.commandBytesMax, "lockNameBytesMax < commandBytesMax"],
+    [l.commandBytesMax < l.appendBytesMax, "commandBytesMax < appendBytesMax"],
+    [l.appendBytesMax < l.messageBytesMax, "appendBytesMax < messageBytesMax"],
+    [
+      l.fileContentBytesMaxDefault < l.messageBytesMax,
+      "fileContentBytesMaxDefault < messageBytesMax",
+    ],
+    [l.sessionTtlMsMin <= l.sessionTtlMsDefault, "sessionTtlMsMin <= default"],
+    [l.sessionTtlMsDefault <= l.sessionTtlMsMax, "default <= sessionTtlMsMax"],
+  ];
+  for (const [holds, name] of relations) {
+    if (!holds) throw new Error(`Cannot start as limits are inconsistent: ${name}`);
+  }
+}
