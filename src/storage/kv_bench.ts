@@ -1,0 +1,183 @@
+/**
+ * Throughput of the Raft store on this machine's disk: how many durable commits per
+ * second Deno KV gives, for single small saves and for batches (the server group-commits
+ * one save per Ready, so this bounds its throughput).
+ *
+ * Run: `deno run -A --unstable-kv src/storage/kv_bench.ts [--dir <parent dir>] [--quick]`
+ * (the store goes in a temp dir under `--dir`, default the system temp dir; use the disk
+ * the data directory will live on).
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { join } from "node:path";
+import type { Entry } from "../raft/types.ts";
+import { KvLogStorage } from "./mod.ts";
+
+interface Result {
+  readonly name: string;
+  readonly operations: number;
+  readonly seconds: number;
+  readonly entries: number;
+}
+
+function entriesFrom(first: number, count: number, bytes: number): Entry[] {
+  const list: Entry[] = [];
+  for (let i = 0; i < count; i++) {
+    list.push({
+      index: first + i,
+      term: 1,
+      kind: "normal",
+      data: new Uint8Array(bytes).fill(i & 0xff),
+    });
+  }
+  return list;
+}
+
+async function timed(
+  name: string,
+  operations: number,
+  entries: number,
+  body: () => Promise<void>,
+): Promise<Result> {
+  const start = performance.now();
+  await body();
+  return { name, operations, seconds: (performance.now() - start) / 1000, entries };
+}
+
+async function benchRawKv(dir: string, count: number, concurrency: number): Promise<Result> {
+  const kv = await Deno.openKv(join(dir, `raw-${concurrency}.kv`));
+  try {
+    const perWorker = Math.ceil(count / concurrency);
+    return await timed(
+      `raw kv.set of 100 B, ${concurrency} concurrent`,
+      perWorker * concurrency,
+      0,
+      async () => {
+        await Promise.all(Array.from({ length: concurrency }, async (_, worker) => {
+          for (let i = 0; i < perWorker; i++) await kv.set(["k", worker, i], new Uint8Array(100));
+        }));
+      },
+    );
+  } finally {
+    kv.close();
+  }
+}
+
+async function benchSaves(
+  dir: string,
+  name: string,
+  saves: number,
+  batch: number,
+  bytes: number,
+): Promise<Result> {
+  const storage = await KvLogStorage.open({
+    dataDir: join(dir, name),
+    clusterId: "bench",
+    nodeId: "n1",
+  });
+  try {
+    let next = 1;
+    return await timed(
+      `save: ${batch} × ${bytes} B entries + hard state`,
+      saves,
+      saves * batch,
+      async () => {
+        for (let i = 0; i < saves; i++) {
+          const entries = entriesFrom(next, batch, bytes);
+          next += batch;
+          await storage.save({
+            hardState: { term: 1, vote: "n1", commit: next - 1 - batch },
+            entries,
+          });
+        }
+      },
+    );
+  } finally {
+    storage.close();
+  }
+}
+
+async function benchSnapshot(
+  dir: string,
+  megabytes: number,
+  logEntries: number,
+): Promise<Result[]> {
+  const dataDir = join(dir, "snapshot");
+  const storage = await KvLogStorage.open({ dataDir, clusterId: "bench", nodeId: "n1" });
+  const data = new Uint8Array(megabytes * 1024 * 1024);
+  for (let i = 0; i < data.length; i += 997) data[i] = i & 0xff;
+  const results: Result[] = [];
+  try {
+    for (let first = 1; first <= logEntries; first += 500) {
+      await storage.save({
+        hardState: { term: 1, vote: null, commit: first - 1 },
+        entries: entriesFrom(first, 500, 100),
+      });
+    }
+    results.push(
+      await timed(
+        `saveSnapshotAndCompact: ${megabytes} MiB, compacting ${logEntries / 2} entries`,
+        1,
+        0,
+        () =>
+          storage.saveSnapshotAndCompact({
+            meta: { index: logEntries / 2, term: 1, voters: ["n1"] },
+            data,
+          }),
+      ),
+    );
+  } finally {
+    storage.close();
+  }
+  results.push(
+    await timed(
+      `open + load: ${megabytes} MiB snapshot + ${logEntries / 2} entries`,
+      1,
+      logEntries / 2,
+      async () => {
+        const reopened = await KvLogStorage.open({ dataDir, clusterId: "bench", nodeId: "n1" });
+        await reopened.load();
+        reopened.close();
+      },
+    ),
+  );
+  return results;
+}
+
+function print(result: Result): void {
+  const perSecond = result.operations / result.seconds;
+  const entriesPerSecond = result.entries > 0
+    ? `, ${Math.round(result.entries / result.seconds)} entries/s`
+    : "";
+  console.log(
+    `${result.name.padEnd(58)} ${String(result.operations).padStart(5)} ops in ${
+      result.seconds.toFixed(2)
+    } s: ${perSecond.toFixed(0)} ops/s, ${(1000 / perSecond).toFixed(2)} ms/op${entriesPerSecond}`,
+  );
+}
+
+if (import.meta.main) {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: { dir: { type: "string" }, quick: { type: "boolean", default: false } },
+  });
+  const scale = values.quick ? 0.2 : 1;
+  const dir = await Deno.makeTempDir({
+    prefix: "dlock_kv_bench_",
+    ...(values.dir === undefined ? {} : { dir: values.dir }),
+  });
+  console.log(`Deno ${Deno.version.deno}, store under ${dir}`);
+  try {
+    print(await benchRawKv(dir, Math.round(1000 * scale), 1));
+    print(await benchRawKv(dir, Math.round(2000 * scale), 8));
+    print(await benchSaves(dir, "single", Math.round(1000 * scale), 1, 100));
+    print(await benchSaves(dir, "batch100", Math.round(300 * scale), 100, 100));
+    print(await benchSaves(dir, "batch900", Math.round(50 * scale), 900, 100));
+    print(await benchSaves(dir, "batch1024", Math.round(50 * scale), 1024, 100));
+    for (const result of await benchSnapshot(dir, 10, 10_000)) print(result);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}

@@ -1,0 +1,591 @@
+/**
+ * {@link KvLogStorage}: the durable Raft log, hard state and snapshots of one server, in
+ * Deno KV. See mod.ts for the layout, the crash-consistency rules and the durability
+ * guarantees.
+ *
+ * @module
+ */
+
+import { dirname, join } from "node:path";
+import type { Entry, HardState, RestoredState, Snapshot } from "../raft/types.ts";
+import {
+  crc32Finish,
+  crc32Start,
+  crc32Update,
+  describe,
+  encodeEntry,
+  entryHeaderBytes,
+  formatKey,
+  type FormatStamp,
+  formatVersion,
+  hardStateKey,
+  kvLimits,
+  logKey,
+  logPartKey,
+  logPrefix,
+  renderKey,
+  snapshotChunkKey,
+  snapshotKey,
+  type SnapshotRecord,
+  storedHardState,
+} from "./_codec.ts";
+import {
+  addCosts,
+  commit,
+  costOf,
+  emptyCost,
+  fitsInOneCommit,
+  type Mutation,
+  packUnits,
+  type Unit,
+} from "./_commits.ts";
+import { invariant } from "./_invariant.ts";
+import { type ScanContext, scanStore } from "./_scan.ts";
+import { StorageError } from "./storage_error.ts";
+
+/** Name of the Deno KV file inside the data directory. */
+export const kvFileName = "raft.kv";
+/** Name of the lock file that keeps a second process from opening the same store. */
+export const lockFileName = "raft.lock";
+
+/** Options of {@link KvLogStorage.open}. */
+export interface KvLogStorageOptions {
+  /** The server's data directory; created if missing. */
+  readonly dataDir: string;
+  /** The cluster this store belongs to; a store of another cluster is refused. */
+  readonly clusterId: string;
+  /** The server this store belongs to; a store of another server is refused. */
+  readonly nodeId: string;
+}
+
+/** What one Ready asks to persist (see `Ready` in src/raft/types.ts). */
+export interface StorageUpdate {
+  /** The new hard state, if it changed. */
+  readonly hardState?: HardState | undefined;
+  /** Entries to append; persisted entries at and after `entries[0].index` are replaced. */
+  readonly entries: readonly Entry[];
+  /** A snapshot received from the leader, if any. */
+  readonly snapshot?: Snapshot | undefined;
+}
+
+/**
+ * The durable state of one Raft server in Deno KV (`<dataDir>/raft.kv`).
+ *
+ * Operations run one at a time in call order (each waits for the ones called before it),
+ * and each resolves only once what it wrote is durable. After a write fails, the store
+ * refuses every further operation: the server must stop and start again from what
+ * {@link KvLogStorage.load} returns.
+ *
+ * @example
+ * ```ts
+ * const storage = await KvLogStorage.open({ dataDir: "./data/n1", clusterId: "c1", nodeId: "n1" });
+ * const restored = await storage.load();
+ * await storage.save({ hardState: { term: 1, vote: "n1", commit: 0 }, entries: [] });
+ * storage.close();
+ * ```
+ */
+export class KvLogStorage {
+  readonly #kv: Deno.Kv;
+  readonly #lockFile: Deno.FsFile;
+  readonly #context: ScanContext;
+  #hardState: HardState;
+  #snapshotRecord: SnapshotRecord | null;
+  #lastIndex: number;
+  #restoredAtOpen: RestoredState | null;
+  #tail: Promise<void> = Promise.resolve();
+  #failure: Error | null = null;
+  #closed = false;
+
+  private constructor(
+    kv: Deno.Kv,
+    lockFile: Deno.FsFile,
+    context: ScanContext,
+    restored: RestoredState,
+    snapshotRecord: SnapshotRecord | null,
+    lastIndex: number,
+  ) {
+    this.#kv = kv;
+    this.#lockFile = lockFile;
+    this.#context = context;
+    this.#hardState = restored.hardState;
+    this.#snapshotRecord = snapshotRecord;
+    this.#lastIndex = lastIndex;
+    this.#restoredAtOpen = restored;
+  }
+
+  /**
+   * Opens the store under `dataDir`, or creates it (stamped with cluster id, node id and
+   * format version) when there is none. An existing store is read in full and checked;
+   * leftovers of an operation interrupted by a crash (entries covered by the snapshot or
+   * after the recorded last index, chunks of a replaced or unfinished snapshot) are
+   * deleted. A KV file without any key (a crash while creating the store) is stamped as new.
+   *
+   * @throws {StorageError} when the store belongs to another cluster or server, has an
+   * unknown format version, is unreadable or corrupt (the message says what and where),
+   * or is open in another process (or in another KvLogStorage of this process).
+   */
+  static async open(options: KvLogStorageOptions): Promise<KvLogStorage> {
+    const { dataDir, clusterId, nodeId } = options;
+    invariant(clusterId.length > 0 && nodeId.length > 0, "clusterId and nodeId must not be empty");
+    const kvPath = join(dataDir, kvFileName);
+    const context: ScanContext = { dataDir, kvPath, clusterId, nodeId };
+    const lockFile = await lockDataDir(dataDir);
+    try {
+      let kv: Deno.Kv;
+      try {
+        kv = await Deno.openKv(kvPath);
+      } catch (error) {
+        throw new StorageError(
+          dataDir,
+          `Cannot open the Raft store at ${kvPath} as Deno KV cannot open it: ${String(error)}`,
+          { cause: error },
+        );
+      }
+      try {
+        const storage = await KvLogStorage.#start(kv, lockFile, context);
+        await syncDirectory(dataDir);
+        return storage;
+      } catch (error) {
+        kv.close();
+        throw error;
+      }
+    } catch (error) {
+      lockFile.close();
+      throw error;
+    }
+  }
+
+  static async #start(
+    kv: Deno.Kv,
+    lockFile: Deno.FsFile,
+    context: ScanContext,
+  ): Promise<KvLogStorage> {
+    const scanned = await scanStore(kv, context);
+    if (scanned === null) {
+      const hardState: HardState = { term: 0, vote: null, commit: 0 };
+      const stamp: FormatStamp = {
+        clusterId: context.clusterId,
+        nodeId: context.nodeId,
+        formatVersion,
+      };
+      const result = await kv.atomic()
+        .check({ key: formatKey, versionstamp: null })
+        .set(formatKey, stamp)
+        .set(hardStateKey, storedHardState(hardState, 0))
+        .commit();
+      invariant(result.ok, "the store was written while it was being created");
+      return new KvLogStorage(
+        kv,
+        lockFile,
+        context,
+        { hardState, snapshot: null, entries: [] },
+        null,
+        0,
+      );
+    }
+    const units = scanned.leftoverKeys.map((key): Unit => [{ type: "delete", key }]);
+    for (const mutations of packUnits(units, emptyCost)) await commit(kv, mutations);
+    return new KvLogStorage(
+      kv,
+      lockFile,
+      context,
+      scanned.restored,
+      scanned.snapshotRecord,
+      scanned.lastIndex,
+    );
+  }
+
+  /**
+   * What was persisted, for the Raft core at start: the hard state, the latest snapshot (or
+   * null), and the entries after it (contiguous, in order). Reads and checks the store again
+   * unless nothing was written since {@link KvLogStorage.open}, which already did.
+   * @throws {StorageError} when the store is corrupt or a read fails.
+   */
+  load(): Promise<RestoredState> {
+    return this.#run("load the state", async () => {
+      const cached = this.#restoredAtOpen;
+      this.#restoredAtOpen = null;
+      if (cached !== null) return cached;
+      const scanned = await scanStore(this.#kv, this.#context);
+      invariant(scanned !== null, "the store lost its format stamp while open");
+      return scanned.restored;
+    });
+  }
+
+  /**
+   * Persists the durable parts of one Ready: first the snapshot, if any (it replaces the
+   * log up to its index; entries after it are kept only if the log has the snapshot's
+   * last entry with the same term, as in the Raft paper, figure 13), then the entries
+   * (replacing every persisted entry at and after `entries[0].index`) with the hard state.
+   *
+   * A batch within Deno KV's commit limits (up to about 990 small entries, or 780 KiB)
+   * goes in ONE atomic commit, together with the hard state and the log's new last index;
+   * that last index hides a replaced suffix at once, whose keys are deleted afterwards. A
+   * bigger batch is split into commits in index order, each extending the last index and
+   * carrying the hard state with its commit capped at that index, so that a crash leaves a
+   * prefix of the new log and a consistent hard state. A snapshot's data is written first
+   * under a new id and switched to in one commit.
+   *
+   * Resolves only after everything is durable; the core must not treat entries as
+   * persisted before.
+   *
+   * @throws {StorageError} when a write fails (the store then refuses further operations).
+   * @throws {Error} "InvariantError" when the update breaks the contract (a hole before
+   * `entries[0]`, entries not contiguous, entries inside the snapshot, a hard state commit
+   * beyond the last index or a term below the log's): a programming error.
+   */
+  save(update: StorageUpdate): Promise<void> {
+    return this.#run("save a Ready", async () => {
+      checkEntries(update.entries);
+      this.#restoredAtOpen = null;
+      if (update.snapshot !== undefined) {
+        await this.#storeSnapshot(update.snapshot, update.hardState ?? this.#hardState);
+      }
+      const hardState = update.hardState ?? this.#hardState;
+      if (update.entries.length > 0 || !sameHardState(hardState, this.#hardState)) {
+        await this.#append(update.entries, hardState);
+      }
+    });
+  }
+
+  /**
+   * Stores a snapshot the state machine took, then deletes the log entries up to
+   * `snapshot.meta.index`; entries after it stay. Written under a new id and switched to
+   * in one commit; the replaced snapshot's chunks are deleted after the switch.
+   *
+   * @throws {StorageError} when a write fails.
+   * @throws {Error} "InvariantError" when the snapshot is older than the stored one, or its
+   * term differs from the log's at its index: a programming error.
+   */
+  saveSnapshotAndCompact(snapshot: Snapshot): Promise<void> {
+    return this.#run("save a snapshot", async () => {
+      this.#restoredAtOpen = null;
+      await this.#storeSnapshot(snapshot, null);
+    });
+  }
+
+  /**
+   * Closes the store and releases the data directory. Operations still running fail;
+   * await them first.
+   */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#kv.close();
+    this.#lockFile.close();
+  }
+
+  // -------------------------------------------------------------------------------------
+
+  /** Runs `body` after every operation called before it; a failure poisons the store. */
+  #run<T>(operation: string, body: () => Promise<T>): Promise<T> {
+    const result = this.#tail.then(async () => {
+      if (this.#closed) {
+        throw new StorageError(this.#context.dataDir, `Cannot ${operation} as the store is closed`);
+      }
+      if (this.#failure !== null) {
+        throw new StorageError(
+          this.#context.dataDir,
+          `Cannot ${operation} as an earlier write to ${this.#context.kvPath} failed`,
+          { cause: this.#failure },
+        );
+      }
+      try {
+        return await body();
+      } catch (error) {
+        if (
+          error instanceof Error &&
+          (error.name === "InvariantError" || error instanceof StorageError)
+        ) {
+          this.#failure = error;
+          throw error;
+        }
+        const failure = new StorageError(
+          this.#context.dataDir,
+          `Cannot ${operation} in the Raft store at ${this.#context.kvPath}: ${String(error)}`,
+          { cause: error },
+        );
+        this.#failure = failure;
+        throw failure;
+      }
+    });
+    this.#tail = result.then(() => undefined, () => undefined);
+    return result;
+  }
+
+  get #snapshotIndex(): number {
+    return this.#snapshotRecord?.index ?? 0;
+  }
+
+  /**
+   * Commits `mutations` with the hard state (its commit capped to `lastIndex`) and the log's
+   * new last index, in one atomic commit; then records both.
+   */
+  async #commitWithHardState(
+    mutations: readonly Mutation[],
+    hardState: HardState,
+    lastIndex: number,
+  ): Promise<void> {
+    const capped = capCommit(hardState, lastIndex);
+    await commit(this.#kv, [...mutations, hardStateMutation(capped, lastIndex)]);
+    this.#hardState = capped;
+    this.#lastIndex = lastIndex;
+  }
+
+  async #append(entries: readonly Entry[], hardState: HardState): Promise<void> {
+    const first = entries[0]?.index ?? this.#lastIndex + 1;
+    const newLastIndex = entries.at(-1)?.index ?? this.#lastIndex;
+    invariant(
+      first > this.#snapshotIndex,
+      `cannot write entry ${first}: the snapshot covers up to ${this.#snapshotIndex}`,
+    );
+    invariant(
+      first <= this.#lastIndex + 1,
+      `writing entry ${first} after ${this.#lastIndex} leaves a hole`,
+    );
+    invariant(
+      hardState.commit <= newLastIndex,
+      `hard state commit ${hardState.commit} is beyond the last index ${newLastIndex}`,
+    );
+    const lastTerm = entries.at(-1)?.term ?? 0;
+    invariant(
+      lastTerm <= hardState.term,
+      `entry term ${lastTerm} is beyond the hard state term ${hardState.term}`,
+    );
+    // Keys of the replaced entries: overflow parts the new entries do not overwrite go in
+    // the same commit as the entry; entries after the new last index are a tail that the
+    // new last index hides at once and that is deleted afterwards.
+    const replaced = entries.length > 0 && first <= this.#lastIndex
+      ? await this.#listLogKeys(first, null)
+      : [];
+    const units = entries.map(entryUnit);
+    const written = new Set(
+      replaced.length === 0 ? [] : units.flat().map((mutation) => renderKey(mutation.key)),
+    );
+    const stale = new Map<number, Mutation[]>();
+    const tail: Deno.KvKey[] = [];
+    for (const key of replaced) {
+      const index = indexOfLogKey(key);
+      if (index > newLastIndex) tail.push(key);
+      else if (!written.has(renderKey(key))) {
+        stale.set(index, [...(stale.get(index) ?? []), { type: "delete", key }]);
+      }
+    }
+    const unitsWithStale = entries.map((
+      entry,
+      i,
+    ) => [...(stale.get(entry.index) ?? []), ...units[i]!]);
+    const batch = unitsWithStale.flat();
+    const hardStateCost = costOf([hardStateMutation(hardState, newLastIndex)]);
+    const tailDeletes = tail.map((key): Mutation => ({ type: "delete", key }));
+    if (fitsInOneCommit(addCosts(costOf([...batch, ...tailDeletes]), hardStateCost))) {
+      await this.#commitWithHardState([...batch, ...tailDeletes], hardState, newLastIndex);
+      return;
+    }
+    if (fitsInOneCommit(addCosts(costOf(batch), hardStateCost))) {
+      await this.#commitWithHardState(batch, hardState, newLastIndex);
+    } else {
+      // Too big for one commit: in index order, each commit extending the log's end.
+      for (const mutations of packUnits(unitsWithStale, hardStateCost)) {
+        await this.#commitWithHardState(mutations, hardState, highestIndexOf(mutations));
+      }
+    }
+    await this.#deleteKeys(tail);
+  }
+
+  /**
+   * Writes the snapshot's chunks under a new id, then switches to it in one commit that
+   * also sets the log's new last index, then deletes what it replaced. `hardState` is given
+   * when installing a snapshot from the leader (save) and null when compacting after a
+   * local snapshot.
+   */
+  async #storeSnapshot(snapshot: Snapshot, hardState: HardState | null): Promise<void> {
+    const { index, term } = snapshot.meta;
+    const previous = this.#snapshotRecord;
+    const switchHardState = hardState ?? this.#hardState;
+    invariant(Number.isSafeInteger(index) && index >= 1, `bad snapshot index ${index}`);
+    invariant(
+      index >= this.#snapshotIndex,
+      `snapshot ${index} is older than the stored ${this.#snapshotIndex}`,
+    );
+    invariant(
+      term <= switchHardState.term,
+      `snapshot term ${term} is beyond the hard state term ${switchHardState.term}`,
+    );
+    const termAtIndex = await this.#termAt(index);
+    if (hardState === null) {
+      invariant(
+        termAtIndex === null || termAtIndex === term,
+        `snapshot ${index} has term ${term} but the log has term ${termAtIndex} there`,
+      );
+    }
+    const record = await this.#writeChunks((previous?.id ?? 0n) + 1n, snapshot);
+    // Raft figure 13: keep the entries after the snapshot only if the log has its last entry.
+    const keepSuffix = termAtIndex === term;
+    const previousLastIndex = this.#lastIndex;
+    const lastIndex = keepSuffix ? Math.max(previousLastIndex, index) : index;
+    await this.#commitWithHardState(
+      [{ type: "set", key: snapshotKey, value: record }],
+      switchHardState,
+      lastIndex,
+    );
+    this.#snapshotRecord = record;
+    const leftovers = await this.#listLogKeys(1, index + 1);
+    if (previousLastIndex > lastIndex) {
+      leftovers.push(...await this.#listLogKeys(lastIndex + 1, null));
+    }
+    if (previous !== null) {
+      for (let chunk = 0; chunk < previous.chunkCount; chunk++) {
+        leftovers.push(snapshotChunkKey(previous.id, chunk));
+      }
+    }
+    await this.#deleteKeys(leftovers);
+  }
+
+  /** Deletes keys nothing refers to any more, in as many commits as needed. */
+  async #deleteKeys(keys: readonly Deno.KvKey[]): Promise<void> {
+    const units = keys.map((key): Unit => [{ type: "delete", key }]);
+    for (const mutations of packUnits(units, emptyCost)) await commit(this.#kv, mutations);
+  }
+
+  /** Writes the chunks of a snapshot under `id`; nothing refers to them yet. */
+  async #writeChunks(id: bigint, snapshot: Snapshot): Promise<SnapshotRecord> {
+    const { data, meta } = snapshot;
+    const chunkCount = Math.ceil(data.length / kvLimits.valueBytesMax);
+    const units: Unit[] = [];
+    let crc = crc32Start;
+    for (let chunk = 0; chunk < chunkCount; chunk++) {
+      const bytes = data.slice(
+        chunk * kvLimits.valueBytesMax,
+        (chunk + 1) * kvLimits.valueBytesMax,
+      );
+      crc = crc32Update(crc, bytes);
+      units.push([{ type: "set", key: snapshotChunkKey(id, chunk), value: bytes }]);
+    }
+    for (const mutations of packUnits(units, emptyCost)) await commit(this.#kv, mutations);
+    return {
+      id,
+      index: meta.index,
+      term: meta.term,
+      voters: [...meta.voters],
+      byteLength: data.length,
+      chunkCount,
+      crc32: crc32Finish(crc),
+    };
+  }
+
+  /** Keys of the log in [from, to) (to = null: to the end), in key order. */
+  async #listLogKeys(from: number, to: number | null): Promise<Deno.KvKey[]> {
+    const selector: Deno.KvListSelector = to === null
+      ? { prefix: [logPrefix], start: logKey(from) }
+      : { start: logKey(from), end: logKey(to) };
+    const keys: Deno.KvKey[] = [];
+    for await (const { key } of this.#kv.list(selector, { batchSize: 500 })) keys.push(key);
+    return keys;
+  }
+
+  /** Term of the entry at `index`: from the log, the snapshot, or null when unknown. */
+  async #termAt(index: number): Promise<number | null> {
+    if (index === this.#snapshotIndex) return this.#snapshotRecord?.term ?? null;
+    if (index < this.#snapshotIndex || index > this.#lastIndex) return null;
+    const { value } = await this.#kv.get(logKey(index));
+    if (!(value instanceof Uint8Array) || value.length < entryHeaderBytes) {
+      throw new StorageError(
+        this.#context.dataDir,
+        `Cannot read entry ${index} in the Raft store at ${this.#context.kvPath}: its value is a ${
+          describe(value)
+        }`,
+      );
+    }
+    const view = new DataView(value.buffer, value.byteOffset, value.byteLength);
+    return view.getUint32(1) * 2 ** 32 + view.getUint32(5);
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+
+async function lockDataDir(dataDir: string): Promise<Deno.FsFile> {
+  const lockPath = join(dataDir, lockFileName);
+  let lockFile: Deno.FsFile;
+  try {
+    await Deno.mkdir(dataDir, { recursive: true });
+    lockFile = await Deno.open(lockPath, { read: true, write: true, create: true });
+  } catch (error) {
+    throw new StorageError(dataDir, `Cannot open the data directory ${dataDir}: ${String(error)}`, {
+      cause: error,
+    });
+  }
+  if (!(await lockFile.tryLock(true))) {
+    lockFile.close();
+    throw new StorageError(
+      dataDir,
+      `Cannot open the Raft store in ${dataDir} as another process (or another store object) holds its lock file ${lockPath}`,
+    );
+  }
+  return lockFile;
+}
+
+/** Makes the directory entries of the store's files (and the directory) durable. */
+async function syncDirectory(dataDir: string): Promise<void> {
+  if (Deno.build.os === "windows") return;
+  for (const directory of [dataDir, dirname(dataDir)]) {
+    const handle = await Deno.open(directory, { read: true });
+    try {
+      await handle.sync();
+    } finally {
+      handle.close();
+    }
+  }
+}
+
+function checkEntries(entries: readonly Entry[]): void {
+  const first = entries[0];
+  if (first === undefined) return;
+  invariant(
+    Number.isSafeInteger(first.index) && first.index >= 1,
+    `bad entry index ${first.index}`,
+  );
+  for (const [i, entry] of entries.entries()) {
+    invariant(entry.index === first.index + i, `entries are not contiguous at ${entry.index}`);
+    invariant(entry.data instanceof Uint8Array, `entry ${entry.index} has no byte data`);
+    const previous = entries[i - 1];
+    invariant(
+      previous === undefined || previous.term <= entry.term,
+      `entry terms decrease at ${entry.index}`,
+    );
+  }
+}
+
+function entryUnit(entry: Entry): Unit {
+  return encodeEntry(entry).map((value, part): Mutation => ({
+    type: "set",
+    key: part === 0 ? logKey(entry.index) : logPartKey(entry.index, part),
+    value,
+  }));
+}
+
+function hardStateMutation(hardState: HardState, lastIndex: number): Mutation {
+  return { type: "set", key: hardStateKey, value: storedHardState(hardState, lastIndex) };
+}
+
+function capCommit(hardState: HardState, lastIndex: number): HardState {
+  return {
+    term: hardState.term,
+    vote: hardState.vote,
+    commit: Math.min(hardState.commit, lastIndex),
+  };
+}
+
+function sameHardState(a: HardState, b: HardState): boolean {
+  return a.term === b.term && a.vote === b.vote && a.commit === b.commit;
+}
+
+function indexOfLogKey(key: Deno.KvKey): number {
+  const index = key[1];
+  invariant(key[0] === logPrefix && typeof index === "bigint", `not a log key: ${renderKey(key)}`);
+  return Number(index);
+}
+
+function highestIndexOf(mutations: readonly Mutation[]): number {
+  return Math.max(...mutations.map((mutation) => indexOfLogKey(mutation.key)));
+}
