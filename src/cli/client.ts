@@ -1,0 +1,307 @@
+/**
+ * `dlock client [SERVER] [client-name]`: the interactive client of the original project
+ * (`acquire [lock]`, `write <file> <data>`, `release [lock]`, `exit`) plus `status` and
+ * `help`. Reads commands from stdin, one per line, so it also runs scripts from a pipe:
+ * it executes them in order, prints each result, and at end of input releases
+ * everything, closes the session and exits (1 if any command failed, else 0).
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { connect, type DlockClient, type LockHandle } from "../client/mod.ts";
+import {
+  describeError,
+  looksLikeServers,
+  resolveServers,
+  secondsToMs,
+  serversHelp,
+  UsageError,
+} from "./_client_args.ts";
+import { formatStatus } from "./status.ts";
+
+const usage = `Usage: dlock client [SERVER] [client-name] [options]
+
+Interactive lock client. Commands (one per line; also from a pipe):
+  acquire [lock]          wait for the lock (default "default"); prints its fencing token
+  write <file> <data>     append <data> and a newline to <file> through the lock service,
+                          fenced with the token of the lock acquired last
+  release [lock]          release the lock (default: the one acquired last)
+  status                  show the cluster: members, leader, sessions, locks
+  help                    show the commands
+  exit                    release every lock, close the session and quit (also at end of input)
+
+Options:
+${serversHelp}
+  --ttl S                    session TTL in seconds (default: the server's, 10)
+  --name NAME                client name (same as the positional client-name)
+  -h, --help                 show this help
+
+Example:
+  dlock client 127.0.0.1:5000 alice
+  printf 'acquire\\nwrite file_0 hello\\nrelease\\nexit\\n' | dlock client bob`;
+
+const commandsHelp = `commands:
+  acquire [lock]        wait for a lock (default "default") and print its token
+  write <file> <data>   append <data> to <file>, fenced by the last acquired lock
+  release [lock]        release a lock (default: the last acquired)
+  status                show the cluster
+  help                  this list
+  exit                  release everything, close the session and quit`;
+
+type Settings = { servers: string[]; name: string; ttlMs: number };
+
+function parseSettings(args: string[]): Settings | number {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      servers: { type: "string" },
+      ttl: { type: "string" },
+      name: { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  if (values.help === true) {
+    console.log(usage);
+    return 0;
+  }
+  const rest = [...positionals];
+  const serverPositional = rest[0] !== undefined && looksLikeServers(rest[0])
+    ? rest.shift()
+    : undefined;
+  if (rest.length > 1) throw new UsageError(`unexpected arguments: ${rest.slice(1).join(" ")}`);
+  if (rest[0] !== undefined && values.name !== undefined) {
+    throw new UsageError("give the client name once (positional or --name)");
+  }
+  return {
+    servers: resolveServers(values.servers, serverPositional),
+    name: values.name ?? rest[0] ?? `client-${Deno.pid}`,
+    ttlMs: values.ttl === undefined ? 0 : secondsToMs(values.ttl, "--ttl"),
+  };
+}
+
+/** Runs `dlock client`; returns the exit code. */
+export async function run(args: string[]): Promise<number> {
+  let settings: Settings | number;
+  try {
+    settings = parseSettings(args);
+  } catch (error) {
+    console.error(
+      `dlock client: ${error instanceof Error ? error.message : String(error)}\n\n${usage}`,
+    );
+    return 2;
+  }
+  if (typeof settings === "number") return settings;
+  const repl = new Repl(settings);
+  try {
+    await repl.ensureClient();
+  } catch (error) {
+    console.error(
+      `dlock client: cannot open a session on ${settings.servers.join(",")}: ${
+        describeError(error)
+      }`,
+    );
+    return 1;
+  }
+  const interactive = Deno.stdin.isTerminal();
+  const onInterrupt = () => repl.interrupt();
+  Deno.addSignalListener("SIGINT", onInterrupt);
+  try {
+    for await (const line of readLines(Deno.stdin.readable, interactive ? "dlock> " : null)) {
+      if (!interactive && line.trim() !== "") console.log(`> ${line.trim()}`);
+      const proceed = await repl.execute(line);
+      if (!proceed) break;
+    }
+  } finally {
+    Deno.removeSignalListener("SIGINT", onInterrupt);
+    await repl.exit();
+  }
+  return !interactive && repl.failures > 0 ? 1 : 0;
+}
+
+/** The REPL's state: the session (reopened after a loss) and the locks it holds. */
+class Repl {
+  readonly #settings: Settings;
+  #client: DlockClient | null = null;
+  #last: LockHandle | null = null;
+  #current: AbortController | null = null;
+  /** Commands that failed. */
+  failures = 0;
+
+  constructor(settings: Settings) {
+    this.#settings = settings;
+  }
+
+  /** The open session, opening a new one when there is none or it was lost. */
+  async ensureClient(): Promise<DlockClient> {
+    const client = this.#client;
+    if (client !== null && !client.signal.aborted) return client;
+    if (client !== null) {
+      console.log(
+        `session ${client.sessionId} was lost: its locks are gone; opening a new session`,
+      );
+      await client.close().catch(() => {});
+      this.#client = null;
+      this.#last = null;
+    }
+    const opened = await connect(this.#settings.servers, {
+      name: this.#settings.name,
+      ttlMs: this.#settings.ttlMs,
+    });
+    this.#client = opened;
+    console.log(
+      `connected as ${opened.name}: session ${opened.sessionId}, ttl ${opened.ttlMs / 1000}s, ` +
+        `leader ${opened.leader} (type 'help' for commands)`,
+    );
+    return opened;
+  }
+
+  /** Ctrl-C: cancels the running command, or exits when idle. */
+  interrupt(): void {
+    if (this.#current !== null) {
+      this.#current.abort();
+      return;
+    }
+    void this.exit().then(() => Deno.exit(130));
+  }
+
+  /** Runs one line; returns false when the REPL should stop. */
+  async execute(line: string): Promise<boolean> {
+    const trimmed = line.trim();
+    if (trimmed === "" || trimmed.startsWith("#")) return true;
+    const [command = "", ...words] = trimmed.split(/\s+/);
+    this.#current = new AbortController();
+    try {
+      switch (command.toLowerCase()) {
+        case "acquire":
+          await this.#acquire(words[0] ?? "default", this.#current.signal);
+          return true;
+        case "write":
+          await this.#write(trimmed);
+          return true;
+        case "release":
+          await this.#release(words[0]);
+          return true;
+        case "status":
+          console.log(formatStatus(await (await this.ensureClient()).status()));
+          return true;
+        case "help":
+        case "?":
+          console.log(commandsHelp);
+          return true;
+        case "exit":
+        case "quit":
+          return false;
+        default:
+          this.#fail(`unknown command '${command}' (type 'help' for the commands)`);
+          return true;
+      }
+    } catch (error) {
+      this.#fail(describeError(error));
+      return true;
+    } finally {
+      this.#current = null;
+    }
+  }
+
+  /** Releases every lock and closes the session (idempotent). */
+  async exit(): Promise<void> {
+    const client = this.#client;
+    this.#client = null;
+    if (client === null) return;
+    const held = [...client.locks.keys()];
+    try {
+      await client.close();
+      if (!client.signal.aborted) {
+        console.log(
+          `closed session ${client.sessionId}` +
+            (held.length > 0 ? `, released ${held.join(", ")}` : ""),
+        );
+      }
+    } catch (error) {
+      console.log(`error: cannot close session ${client.sessionId}: ${describeError(error)}`);
+    }
+  }
+
+  async #acquire(name: string, signal: AbortSignal): Promise<void> {
+    const client = await this.ensureClient();
+    const held = client.locks.get(name);
+    if (held !== undefined) {
+      this.#last = held;
+      console.log(`already holding ${name} (token ${held.token})`);
+      return;
+    }
+    const lock = await client.acquire(name, { signal });
+    this.#last = lock;
+    console.log(`acquired ${name} (token ${lock.token})`);
+  }
+
+  async #write(line: string): Promise<void> {
+    const match = /^\s*\S+\s+(\S+)(?:\s(.*))?$/.exec(line);
+    if (match === null) throw new UsageError("usage: write <file> <data>");
+    const file = match[1] as string;
+    const data = match[2] ?? "";
+    const lock = this.#last;
+    if (lock === null || lock.released) {
+      throw new UsageError("no lock held: run 'acquire [lock]' first, then write");
+    }
+    if (lock.signal.aborted) {
+      this.#last = null;
+      throw new UsageError(
+        `lock ${lock.name} (token ${lock.token}) was lost: ${describeError(lock.signal.reason)}; ` +
+          "acquire it again before writing",
+      );
+    }
+    const result = await lock.append(file, data + "\n");
+    console.log(
+      `wrote ${
+        new TextEncoder().encode(data).length + 1
+      } bytes to ${file} at offset ${result.offset}` +
+        ` (lock ${lock.name}, token ${lock.token})` + (result.duplicate ? " [duplicate]" : ""),
+    );
+  }
+
+  async #release(name: string | undefined): Promise<void> {
+    const client = this.#client;
+    const lockName = name ?? this.#last?.name ?? "default";
+    const lock = client?.locks.get(lockName) ??
+      (this.#last?.name === lockName ? this.#last : undefined);
+    if (client === null || lock === undefined || lock.released) {
+      throw new UsageError(`not holding ${lockName}`);
+    }
+    if (this.#last === lock) this.#last = null;
+    await lock.release();
+    console.log(`released ${lockName}`);
+    if (this.#last === null) this.#last = [...client.locks.values()].at(-1) ?? null;
+  }
+
+  #fail(message: string): void {
+    this.failures++;
+    console.log(`error: ${message}`);
+  }
+}
+
+/** Yields the lines of `readable` (without the newline), printing `prompt` before each. */
+async function* readLines(
+  readable: ReadableStream<Uint8Array>,
+  prompt: string | null,
+): AsyncGenerator<string> {
+  const encoder = new TextEncoder();
+  const showPrompt = () => {
+    if (prompt !== null) Deno.stdout.writeSync(encoder.encode(prompt));
+  };
+  let buffered = "";
+  showPrompt();
+  for await (const chunk of readable.pipeThrough(new TextDecoderStream())) {
+    buffered += chunk;
+    let newline = buffered.indexOf("\n");
+    while (newline >= 0) {
+      const line = buffered.slice(0, newline).replace(/\r$/, "");
+      buffered = buffered.slice(newline + 1);
+      yield line;
+      showPrompt();
+      newline = buffered.indexOf("\n");
+    }
+  }
+  if (buffered !== "") yield buffered;
+}

@@ -1,0 +1,135 @@
+/**
+ * One multiplexed `Stream` RPC to one server. Every operation gets a call id; responses
+ * are routed back by call id, in whatever order they come. When the stream breaks
+ * (server gone, connection reset, closed by us), every pending call settles as
+ * `broken` and the caller decides whether to retry elsewhere. Private to `src/client/`.
+ *
+ * @module
+ */
+import * as grpc from "@grpc/grpc-js";
+import {
+  channelOptions,
+  lockServiceClient,
+  type StreamOperation,
+  type StreamRequest,
+  type StreamResponse,
+} from "./_proto.ts";
+
+/** How one call on a connection ended. */
+export type CallOutcome =
+  | { kind: "response"; response: StreamResponse }
+  | { kind: "broken"; message: string };
+
+/** A call in flight: its id (to cancel it) and its outcome. */
+export type PendingCall = { callId: number; outcome: Promise<CallOutcome> };
+
+type DuplexCall = grpc.ClientDuplexStream<StreamRequest, StreamResponse>;
+
+/** A single bidi `Stream` to `address`, opened on construction. */
+export class StreamConnection {
+  /** The server this connection talks to ("host:port"). */
+  readonly address: string;
+  #client: grpc.Client;
+  #call: DuplexCall;
+  #pending = new Map<number, (outcome: CallOutcome) => void>();
+  #timers = new Map<number, ReturnType<typeof setTimeout>>();
+  #nextCallId = 1;
+  #brokenMessage: string | null = null;
+
+  constructor(address: string) {
+    this.address = address;
+    const Client = lockServiceClient();
+    this.#client = new Client(address, grpc.credentials.createInsecure(), channelOptions);
+    // Library boundary: the generated method is not typed; narrow it once here.
+    const method = (this.#client as unknown as Record<string, unknown>)["stream"] ??
+      (this.#client as unknown as Record<string, unknown>)["Stream"];
+    if (typeof method !== "function") {
+      throw new Error("Cannot open a stream as the loaded dlock.v1.Lock client has no Stream");
+    }
+    this.#call = (method as () => DuplexCall).call(this.#client);
+    this.#call.on("data", (response: StreamResponse) => this.#onResponse(response));
+    this.#call.on(
+      "error",
+      (error: Error) => this.#break(`stream to ${address} failed: ${error.message}`),
+    );
+    this.#call.on("end", () => this.#break(`stream to ${address} ended by the server`));
+    this.#call.on("close", () => this.#break(`stream to ${address} closed`));
+  }
+
+  /** True once the stream broke or was closed; a broken connection is never reused. */
+  get broken(): boolean {
+    return this.#brokenMessage !== null;
+  }
+
+  /**
+   * Sends `operation` with a fresh call id. With `attemptTimeoutMs`, a call that gets
+   * no answer in time breaks the whole connection (the server is presumed unreachable),
+   * so every other call on it is retried elsewhere too.
+   */
+  call(operation: StreamOperation, attemptTimeoutMs: number | null): PendingCall {
+    const callId = this.#nextCallId++;
+    if (this.#brokenMessage !== null) {
+      return { callId, outcome: Promise.resolve({ kind: "broken", message: this.#brokenMessage }) };
+    }
+    const outcome = new Promise<CallOutcome>((resolve) => this.#pending.set(callId, resolve));
+    if (attemptTimeoutMs !== null) {
+      this.#timers.set(
+        callId,
+        setTimeout(() => {
+          this.#break(`no answer from ${this.address} within ${attemptTimeoutMs} ms`);
+        }, attemptTimeoutMs),
+      );
+    }
+    this.#write({ callId, ...operation });
+    return { callId, outcome };
+  }
+
+  /** Asks the server to cancel the pending acquire `callId` (no response of its own). */
+  cancel(callId: number): void {
+    if (this.#brokenMessage !== null) return;
+    this.#write({ callId: this.#nextCallId++, cancel: { callId } });
+  }
+
+  /** Closes the stream and the channel; pending calls settle as broken. */
+  close(message = "connection closed by the client"): void {
+    this.#break(message);
+  }
+
+  #write(request: StreamRequest): void {
+    try {
+      this.#call.write(request);
+    } catch (error) {
+      this.#break(`cannot write to ${this.address}: ${String(error)}`);
+    }
+  }
+
+  #onResponse(response: StreamResponse): void {
+    const resolve = this.#pending.get(response.callId);
+    if (resolve === undefined) return; // A late answer to a call we gave up on.
+    this.#pending.delete(response.callId);
+    this.#clearTimer(response.callId);
+    resolve({ kind: "response", response });
+  }
+
+  #clearTimer(callId: number): void {
+    const timer = this.#timers.get(callId);
+    if (timer !== undefined) clearTimeout(timer);
+    this.#timers.delete(callId);
+  }
+
+  #break(message: string): void {
+    if (this.#brokenMessage !== null) return;
+    this.#brokenMessage = message;
+    for (const timer of this.#timers.values()) clearTimeout(timer);
+    this.#timers.clear();
+    const pending = [...this.#pending.values()];
+    this.#pending.clear();
+    for (const resolve of pending) resolve({ kind: "broken", message });
+    try {
+      this.#call.cancel();
+    } catch {
+      // Already finished: nothing to cancel.
+    }
+    this.#client.close();
+  }
+}

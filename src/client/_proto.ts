@@ -1,0 +1,169 @@
+/**
+ * Loads `proto/dlock/v1/lock.proto` for the client and describes its messages as
+ * TypeScript types. Private to `src/client/`.
+ *
+ * Loader options (shared with the server, so both sides see the same shapes):
+ * camelCase field names (`sessionId`), 64-bit integers as JavaScript numbers,
+ * default values filled in, and a virtual `op` / `result` field naming the member set in
+ * each `oneof`.
+ *
+ * @module
+ */
+import * as grpc from "@grpc/grpc-js";
+import * as protoLoader from "@grpc/proto-loader";
+import { fileURLToPath } from "node:url";
+import { limits } from "../limits.ts";
+
+/** proto-loader options; the server loads the same file with the same options. */
+export const protoLoaderOptions: protoLoader.Options = {
+  keepCase: false,
+  longs: Number,
+  enums: String,
+  defaults: true,
+  oneofs: true,
+};
+
+/** Channel options for every client connection. */
+export const channelOptions: grpc.ChannelOptions = {
+  "grpc.max_receive_message_length": limits.messageBytesMax,
+  "grpc.max_send_message_length": limits.messageBytesMax,
+  // No HTTP/2 keepalive pings: the session keepalives (every ttl/3, each with an answer
+  // deadline) already detect a dead or paused server, and pings a server finds too
+  // frequent get the connection closed (GOAWAY ENHANCE_YOUR_CALM).
+  "grpc.initial_reconnect_backoff_ms": 100,
+  "grpc.max_reconnect_backoff_ms": 1_000,
+};
+
+/** The generated `dlock.v1.Lock` client constructor. */
+export type LockServiceClientConstructor = new (
+  address: string,
+  credentials: grpc.ChannelCredentials,
+  options?: grpc.ChannelOptions,
+) => grpc.Client;
+
+let cachedConstructor: LockServiceClientConstructor | null = null;
+
+/** Returns the `dlock.v1.Lock` client constructor, loading the proto once. */
+export function lockServiceClient(): LockServiceClientConstructor {
+  if (cachedConstructor !== null) return cachedConstructor;
+  const protoPath = fileURLToPath(new URL("../../proto/dlock/v1/lock.proto", import.meta.url));
+  const definition = protoLoader.loadSync(protoPath, protoLoaderOptions);
+  const loaded = grpc.loadPackageDefinition(definition);
+  // Library boundary: the loaded package is untyped; narrow it once here.
+  const dlock = loaded["dlock"] as grpc.GrpcObject | undefined;
+  const v1 = dlock?.["v1"] as grpc.GrpcObject | undefined;
+  const service = v1?.["Lock"];
+  if (typeof service !== "function") {
+    throw new Error(`Cannot load the client API as ${protoPath} has no service dlock.v1.Lock`);
+  }
+  cachedConstructor = service as unknown as LockServiceClientConstructor;
+  return cachedConstructor;
+}
+
+/** `dlock.v1.Error`. */
+export type ErrorMessage = { reason: string; message: string; leader: string };
+
+/** `dlock.v1.OpenSessionRequest`. */
+export type OpenSessionRequest = { clientName: string; ttlMs: number; openKey: string };
+/** `dlock.v1.OpenSessionResponse`. */
+export type OpenSessionResponse = { sessionId: number; ttlMs: number };
+/** `dlock.v1.KeepAliveRequest`. */
+export type KeepAliveRequest = { sessionId: number };
+/** `dlock.v1.KeepAliveResponse`. */
+export type KeepAliveResponse = { sessionId: number; ttlMs: number; error: ErrorMessage | null };
+/** `dlock.v1.CloseSessionRequest`. */
+export type CloseSessionRequest = { sessionId: number; requestId: number };
+/** `dlock.v1.CloseSessionResponse`. */
+export type CloseSessionResponse = { released: string[] };
+/** `dlock.v1.AcquireRequest`. */
+export type AcquireRequest = {
+  sessionId: number;
+  lock: string;
+  requestId: number;
+  wait: boolean;
+  timeoutMs: number;
+};
+/** `dlock.v1.AcquireResponse`. */
+export type AcquireResponse = { acquired: boolean; token: number };
+/** `dlock.v1.ReleaseRequest`. */
+export type ReleaseRequest = { sessionId: number; lock: string; requestId: number; token: number };
+/** `dlock.v1.ReleaseResponse`. */
+export type ReleaseResponse = { released: boolean };
+/** `dlock.v1.AppendRequest`. */
+export type AppendRequest = {
+  sessionId: number;
+  lock: string;
+  token: number;
+  file: string;
+  data: Uint8Array;
+  requestId: string;
+};
+/** `dlock.v1.AppendResponse`. */
+export type AppendResponse = { offset: number; duplicate: boolean };
+/** `dlock.v1.StatusRequest`. */
+export type StatusRequest = { locksLimit: number };
+/** `dlock.v1.Member`. */
+export type Member = { address: string; isLeader: boolean; isSelf: boolean };
+/** `dlock.v1.SessionInfo`. */
+export type SessionInfo = {
+  id: number;
+  clientName: string;
+  ttlMs: number;
+  held: number;
+  waiting: number;
+};
+/** `dlock.v1.Waiter`. */
+export type Waiter = { sessionId: number; clientName: string };
+/** `dlock.v1.LockInfo`. */
+export type LockInfo = {
+  name: string;
+  holderSession: number;
+  holderName: string;
+  token: number;
+  waiters: Waiter[];
+};
+/** `dlock.v1.StatusResponse`. */
+export type StatusResponse = {
+  self: string;
+  role: string;
+  leader: string;
+  term: number;
+  commitIndex: number;
+  appliedIndex: number;
+  members: Member[];
+  sessions: SessionInfo[];
+  locks: LockInfo[];
+  lockCount: number;
+  sessionCount: number;
+  filewriter: string;
+};
+/** `dlock.v1.CancelRequest`. */
+export type CancelRequest = { callId: number };
+
+/** The operation of one `StreamRequest` (exactly one member of its `op` oneof). */
+export type StreamOperation =
+  | { openSession: OpenSessionRequest }
+  | { keepAlive: KeepAliveRequest }
+  | { closeSession: CloseSessionRequest }
+  | { acquire: AcquireRequest }
+  | { release: ReleaseRequest }
+  | { append: AppendRequest }
+  | { status: StatusRequest }
+  | { cancel: CancelRequest };
+
+/** `dlock.v1.StreamRequest` as sent. */
+export type StreamRequest = { callId: number } & StreamOperation;
+
+/** `dlock.v1.StreamResponse` as decoded (`result` names the member that is set). */
+export type StreamResponse = {
+  callId: number;
+  result?: string;
+  openSession?: OpenSessionResponse | null;
+  keepAlive?: KeepAliveResponse | null;
+  closeSession?: CloseSessionResponse | null;
+  acquire?: AcquireResponse | null;
+  release?: ReleaseResponse | null;
+  append?: AppendResponse | null;
+  status?: StatusResponse | null;
+  error?: ErrorMessage | null;
+};

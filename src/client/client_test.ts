@@ -1,0 +1,164 @@
+import assert from "node:assert/strict";
+import { FakeClusterWorker } from "./_fake_cluster_test_helper.ts";
+import { connect, DlockError, NotHolderError, SessionExpiredError } from "./mod.ts";
+
+const sanitize = { sanitizeOps: false, sanitizeResources: false };
+
+function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+Deno.test({
+  name: "client follows the leader hint, multiplexes waits and gets FIFO grants",
+  ...sanitize,
+  async fn() {
+    const cluster = await FakeClusterWorker.start(3);
+    await cluster.set({ leaderIndex: 2 });
+    try {
+      // Only a follower's address is given: discovery and the hint lead to the leader.
+      const a = await connect([cluster.addresses[0] as string], { name: "a", ttlMs: 3_000 });
+      const b = await connect([cluster.addresses[1] as string], { name: "b", ttlMs: 3_000 });
+      try {
+        assert.equal(a.leader, cluster.addresses[2]);
+        const first = await a.acquire("x");
+        assert.equal(await b.tryAcquire("x"), null);
+        assert.equal(await a.acquire("x"), first, "asking again returns the current grant");
+        const waiting = b.acquire("x");
+        waiting.catch(() => {}); // Awaited below; handled now so a rejection fails only this test.
+        const other = await a.acquire("y"); // Served while b's acquire is pending.
+        assert.ok(other.token > first.token);
+        await first.release();
+        await first.release(); // Idempotent.
+        const second = await withTimeout(waiting, 5_000, "b's grant");
+        assert.ok(second.token > other.token);
+        await second.release();
+      } finally {
+        await a.close();
+        await b.close();
+      }
+    } finally {
+      await cluster.stop();
+    }
+  },
+});
+
+Deno.test({
+  name: "a pending acquire survives a leader change with the same request id",
+  ...sanitize,
+  async fn() {
+    const cluster = await FakeClusterWorker.start(2);
+    try {
+      const a = await connect(cluster.addresses, { name: "a", ttlMs: 5_000 });
+      const b = await connect(cluster.addresses, { name: "b", ttlMs: 5_000 });
+      try {
+        const held = await a.acquire("x");
+        const waiting = b.acquire("x");
+        waiting.catch(() => {}); // Awaited below; handled now so a rejection fails only this test.
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        const before = (await cluster.received()).filter((r) =>
+          r.kind === "acquire" && r.sessionId === b.sessionId
+        );
+        assert.equal(before.length, 1);
+        await cluster.moveLeader(1);
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        await held.release(); // a also follows the new leader.
+        const granted = await withTimeout(waiting, 5_000, "b's grant after failover");
+        assert.ok(granted.token > held.token);
+        const retries = (await cluster.received()).filter((r) =>
+          r.kind === "acquire" && r.sessionId === b.sessionId
+        );
+        assert.ok(retries.length >= 2, "the acquire was re-issued");
+        assert.ok(retries.every((r) => r.requestId === before[0]?.requestId), "same request id");
+        assert.equal(b.leader, cluster.addresses[1]);
+      } finally {
+        await a.close();
+        await b.close();
+      }
+    } finally {
+      await cluster.stop();
+    }
+  },
+});
+
+Deno.test({
+  name: "an aborted acquire sends CancelRequest and rejects with the abort reason",
+  ...sanitize,
+  async fn() {
+    const cluster = await FakeClusterWorker.start(1);
+    try {
+      const a = await connect(cluster.addresses, { name: "a", ttlMs: 5_000 });
+      const b = await connect(cluster.addresses, { name: "b", ttlMs: 5_000 });
+      try {
+        await a.acquire("x");
+        const controller = new AbortController();
+        const waiting = b.acquire("x", { signal: controller.signal });
+        waiting.catch(() => {}); // Awaited below.
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        controller.abort();
+        await assert.rejects(waiting, (error: Error) => error.name === "AbortError");
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        assert.equal((await cluster.cancelled()).length, 1);
+        await assert.rejects(b.acquire("x", { timeoutMs: 300 }), (error: Error) => {
+          return error.name === "TimeoutError";
+        });
+      } finally {
+        await a.close();
+        await b.close();
+      }
+    } finally {
+      await cluster.stop();
+    }
+  },
+});
+
+Deno.test({
+  name: "unconfirmed keepalives abort the client's and the locks' signals",
+  ...sanitize,
+  async fn() {
+    const cluster = await FakeClusterWorker.start(1);
+    try {
+      const client = await connect(cluster.addresses, { name: "a", ttlMs: 1_200 });
+      try {
+        const lock = await client.acquire("x");
+        const startedMs = performance.now();
+        await cluster.set({ answerKeepAlives: false });
+        await withTimeout(
+          new Promise((resolve) => lock.signal.addEventListener("abort", resolve)),
+          3_000,
+          "the lock's signal",
+        );
+        const elapsedMs = performance.now() - startedMs;
+        assert.ok(elapsedMs < 1_200, `presumed lost before the TTL (${elapsedMs} ms)`);
+        assert.ok(client.signal.aborted);
+        assert.ok(client.signal.reason instanceof SessionExpiredError);
+        await assert.rejects(lock.release(), NotHolderError);
+        await assert.rejects(client.acquire("y"), SessionExpiredError);
+      } finally {
+        await client.close().catch(() => {});
+      }
+    } finally {
+      await cluster.stop();
+    }
+  },
+});
+
+Deno.test({
+  name: "an unreachable cluster fails with UNAVAILABLE once the retry bound passes",
+  ...sanitize,
+  async fn() {
+    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const deadAddress = `127.0.0.1:${(listener.addr as Deno.NetAddr).port}`;
+    listener.close(); // Nothing listens there now: connections are refused.
+    const startedMs = performance.now();
+    await assert.rejects(
+      connect([deadAddress], { name: "a", retryTimeoutMs: 600 }),
+      (error: Error) => error instanceof DlockError && error.reason === "UNAVAILABLE",
+    );
+    const elapsedMs = performance.now() - startedMs;
+    assert.ok(elapsedMs >= 600 && elapsedMs < 5_000, `gave up after ${elapsedMs} ms`);
+  },
+});

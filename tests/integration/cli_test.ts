@@ -1,0 +1,310 @@
+/**
+ * The client-side commands as a user runs them: `dlock client` driven through a pipe,
+ * `dlock lock`, `dlock status`, and `dlock cluster up|status|down`.
+ */
+import assert from "node:assert/strict";
+import { connect, fetchStatus } from "../../src/client/mod.ts";
+import { FilewriterClient } from "../../src/filewriter/mod.ts";
+import {
+  dlockCommand,
+  eventually,
+  freePorts,
+  LoggedProcess,
+  runDlock,
+  sleep,
+  startCluster,
+  withTimeout,
+} from "./_harness.ts";
+
+const processTest = { sanitizeOps: false, sanitizeResources: false };
+
+Deno.test({
+  name: "dlock client, lock and status against a running cluster",
+  ...processTest,
+  async fn(t) {
+    const cluster = await startCluster();
+    const servers = cluster.addresses.join(",");
+    const files = new FilewriterClient(cluster.filewriterAddress);
+    try {
+      await t.step(
+        "the REPL runs a script from a pipe: acquire, write, release, exit",
+        async () => {
+          const script = "acquire\nwrite notes hello from the repl\nrelease\nexit\n";
+          // The original form: a positional SERVER (a follower works too) and a client name.
+          const result = await runDlock(["client", cluster.addresses[1] as string, "alice"], {
+            stdin: script,
+          });
+          assert.equal(result.code, 0, result.stdout + result.stderr);
+          assert.match(result.stdout, /connected as alice: session \d+/);
+          assert.match(result.stdout, /acquired default \(token \d+\)/);
+          assert.match(result.stdout, /wrote 20 bytes to notes at offset 0/);
+          assert.match(result.stdout, /released default/);
+          assert.match(result.stdout, /closed session \d+/);
+          assert.equal(
+            new TextDecoder().decode((await files.read("notes")) ?? new Uint8Array()),
+            "hello from the repl\n",
+          );
+        },
+      );
+
+      await t.step("REPL errors are one clear line each and the REPL keeps going", async () => {
+        const script = [
+          "write notes without a lock",
+          "frobnicate",
+          "release nothing-held",
+          "acquire bad\u0001name",
+          "acquire second",
+          "write notes after the errors",
+          "",
+        ].join("\n");
+        // No exit command: end of input closes the session (releasing "second").
+        const result = await runDlock(["client", "--servers", servers, "bob"], { stdin: script });
+        assert.equal(result.code, 1, "a script with failed commands exits 1");
+        const errors = result.stdout.split("\n").filter((line) => line.startsWith("error: "));
+        assert.equal(errors.length, 4, result.stdout);
+        assert.match(errors[0] ?? "", /no lock held: run 'acquire \[lock\]' first/);
+        assert.match(errors[1] ?? "", /unknown command 'frobnicate'/);
+        assert.match(errors[2] ?? "", /not holding nothing-held/);
+        assert.match(errors[3] ?? "", /INVALID_ARGUMENT/);
+        assert.match(result.stdout, /acquired second \(token \d+\)/);
+        assert.match(result.stdout, /closed session \d+, released second/);
+        const status = await fetchStatus(cluster.addresses);
+        assert.equal(
+          status.locks.find((lock) => lock.name === "second"),
+          undefined,
+          "released at EOF",
+        );
+      });
+
+      await t.step("the REPL says clearly that a lock was lost before writing", async () => {
+        const repl = new LoggedProcess(
+          [...dlockCommand(), "client", "--servers", servers, "--ttl", "3", "sleepy"],
+          `${cluster.dir}/repl-lost.log`,
+          { stdin: "piped" },
+        );
+        const writer = repl.child.stdin.getWriter();
+        const send = (line: string) => writer.write(new TextEncoder().encode(line + "\n"));
+        try {
+          await send("acquire lost-lock");
+          await eventually(
+            async () => /acquired lost-lock/.test(await repl.log()) ? true : undefined,
+            20_000,
+            "the REPL's grant",
+          );
+          repl.signal("SIGSTOP"); // Past its TTL: the session expires on the cluster.
+          await sleep(4_500);
+          repl.signal("SIGCONT");
+          await sleep(500);
+          await send("write notes from a paused client");
+          await send("exit");
+          await writer.close();
+          const status = await withTimeout(repl.exited, 20_000, "the REPL's exit");
+          const log = await repl.log();
+          assert.equal(status.code, 1, log);
+          assert.match(
+            log,
+            /error: (lock lost-lock \(token \d+\) was lost|NOT_HOLDER: .*lost-lock is not held)/,
+          );
+          const content = new TextDecoder().decode((await files.read("notes")) ?? new Uint8Array());
+          assert.ok(!content.includes("paused client"), "nothing written");
+        } finally {
+          await writer.close().catch(() => {});
+          await repl.kill().catch(() => {});
+        }
+      });
+
+      await t.step("dlock lock passes the token and the exit code through", async () => {
+        const result = await runDlock([
+          "lock",
+          "--servers",
+          servers,
+          "job",
+          "--",
+          "sh",
+          "-c",
+          'echo "$DLOCK_LOCK $DLOCK_TOKEN"; exit 7',
+        ]);
+        assert.equal(result.code, 7, result.stderr);
+        assert.match(result.stdout.trim(), /^job \d+$/);
+        const status = await fetchStatus(cluster.addresses);
+        assert.equal(status.locks.find((lock) => lock.name === "job"), undefined, "released");
+      });
+
+      await t.step("dlock lock gives up with exit code 3 on timeout", async () => {
+        const holder = await connect(cluster.addresses, { name: "holder", ttlMs: 5_000 });
+        try {
+          await holder.acquire("busy");
+          const result = await runDlock([
+            "lock",
+            "busy",
+            "--timeout",
+            "0.5",
+            "--servers",
+            servers,
+            "--",
+            "true",
+          ]);
+          assert.equal(result.code, 3, result.stderr);
+          assert.match(result.stderr, /timed out after 0.5 s waiting for busy/);
+        } finally {
+          await holder.close();
+        }
+      });
+
+      await t.step("dlock lock kills the command and exits 4 when the lock is lost", async () => {
+        const marker = `${cluster.dir}/lost-marker`;
+        const locker = new LoggedProcess([
+          ...dlockCommand(),
+          "lock",
+          "lease",
+          "--ttl",
+          "3",
+          "--servers",
+          servers,
+          "--",
+          "sh",
+          "-c",
+          `trap 'echo terminated > ${marker}; exit 143' TERM; while true; do sleep 0.1; done`,
+        ], `${cluster.dir}/locker.log`);
+        try {
+          await eventually(
+            async () => {
+              const status = await fetchStatus(cluster.addresses);
+              return status.locks.some((lock) => lock.name === "lease") ? true : undefined;
+            },
+            20_000,
+            "dlock lock holding the lease",
+          );
+          locker.signal("SIGSTOP"); // Its keepalives stop; the command keeps running.
+          await sleep(4_500);
+          locker.signal("SIGCONT");
+          const status = await withTimeout(locker.exited, 20_000, "dlock lock's exit");
+          assert.equal(status.code, 4, await locker.log());
+          assert.match(await locker.log(), /lost the lock lease/);
+          assert.equal((await Deno.readTextFile(marker)).trim(), "terminated");
+        } finally {
+          await locker.kill().catch(() => {});
+        }
+      });
+
+      await t.step("dlock status prints a table, and JSON with --json", async () => {
+        const holder = await connect(cluster.addresses, { name: "carol", ttlMs: 5_000 });
+        try {
+          const lock = await holder.acquire("shown");
+          const table = await runDlock(["status", cluster.addresses[2] as string]);
+          assert.equal(table.code, 0, table.stderr);
+          assert.match(table.stdout, /leader 127\.0\.0\.1:\d+ +term \d+ +commit \d+/);
+          assert.match(
+            table.stdout,
+            new RegExp(`shown +${lock.token} +${holder.sessionId} \\(carol\\)`),
+          );
+          const json = await runDlock(["status", "--json"], { env: { DLOCK_SERVERS: servers } });
+          assert.equal(json.code, 0, json.stderr);
+          const parsed = JSON.parse(json.stdout) as {
+            leader: string;
+            members: unknown[];
+            locks: { name: string }[];
+          };
+          assert.equal(parsed.members.length, 3);
+          assert.ok(cluster.addresses.includes(parsed.leader));
+          assert.ok(parsed.locks.some((l) => l.name === "shown"));
+        } finally {
+          await holder.close();
+        }
+      });
+
+      await t.step("bad command lines and bad TTLs get clear errors", async () => {
+        const ttl = await runDlock(["client", "--servers", servers, "--ttl", "0.5"], {
+          stdin: "exit\n",
+        });
+        assert.equal(ttl.code, 1);
+        assert.match(ttl.stderr, /cannot open a session .*INVALID_ARGUMENT/);
+        const usage = await runDlock(["lock", "--servers", servers, "no-command"]);
+        assert.equal(usage.code, 2);
+        assert.match(usage.stderr, /missing '-- COMMAND'/);
+        const badServers = await runDlock(["status", "--servers", "nonsense"]);
+        assert.equal(badServers.code, 2);
+        assert.match(badServers.stderr, /servers must be host:port/);
+        for (const server of cluster.servers) assert.equal(server?.hasExited, false);
+      });
+    } finally {
+      await cluster.stop();
+    }
+  },
+});
+
+Deno.test({
+  name: "dlock cluster up, status and down manage a background cluster by PID",
+  ...processTest,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "dlock-cluster-" });
+    const [basePort, filewriterPort] = await findPortRun();
+    try {
+      const up = await runDlock([
+        "cluster",
+        "up",
+        "--dir",
+        dir,
+        "--base-port",
+        String(basePort),
+        "--filewriter-port",
+        String(filewriterPort),
+        "--election-ms",
+        "150",
+        "--heartbeat-ms",
+        "30",
+      ], { timeoutMs: 60_000 });
+      assert.equal(up.code, 0, up.stdout + up.stderr);
+      assert.match(up.stdout, /leader 127\.0\.0\.1:\d+, term \d+/);
+      const servers = [0, 1, 2].map((offset) => `127.0.0.1:${basePort + offset}`);
+      const status = await fetchStatus(servers);
+      assert.ok(servers.includes(status.leader));
+      const shown = await runDlock(["cluster", "status", "--dir", dir]);
+      assert.equal(shown.code, 0, shown.stdout + shown.stderr);
+      assert.match(shown.stdout, /4 of 4 processes running/);
+      const recorded = JSON.parse(await Deno.readTextFile(`${dir}/cluster.json`)) as {
+        processes: { pid: number }[];
+      };
+      const down = await runDlock(["cluster", "down", "--dir", dir], { timeoutMs: 30_000 });
+      assert.equal(down.code, 0, down.stdout + down.stderr);
+      for (const { pid } of recorded.processes) {
+        assert.equal(await processAlive(pid), false, `pid ${pid} stopped`);
+      }
+      const again = await runDlock(["cluster", "status", "--dir", dir]);
+      assert.equal(again.code, 1);
+    } finally {
+      // Whatever happened, leave nothing running.
+      await runDlock(["cluster", "down", "--dir", dir], { timeoutMs: 30_000 }).catch(() => {});
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    }
+  },
+});
+
+/** A base port with 3 free ports after it, and a free filewriter port. */
+async function findPortRun(): Promise<[number, number]> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const base = 20_000 + Math.floor(Math.random() * 30_000);
+    const ports = [base, base + 1, base + 2];
+    const opened: Deno.Listener[] = [];
+    try {
+      for (const port of ports) opened.push(Deno.listen({ hostname: "127.0.0.1", port }));
+    } catch {
+      continue;
+    } finally {
+      for (const listener of opened) listener.close();
+    }
+    const [filewriter] = await freePorts(1);
+    if (filewriter !== undefined && !ports.includes(filewriter)) return [base, filewriter];
+  }
+  throw new Error("no free port run found");
+}
+
+async function processAlive(pid: number): Promise<boolean> {
+  try {
+    const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+    return state !== "Z" && state !== "X";
+  } catch {
+    return false;
+  }
+}
