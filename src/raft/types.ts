@@ -116,7 +116,10 @@ export interface ReadState {
 
 /**
  * What the caller must do, in this order (the server loop and simulator follow it):
- * 1. If `snapshot` is set, persist it (replacing the log up to its index).
+ * 1. If `snapshot` is set, persist it, replacing the log up to its index. The core hands
+ *    out a snapshot only when its log does not hold the snapshot's last entry (same
+ *    index and term), so no persisted entry after the index is valid either: discard
+ *    them too (Raft figure 13 keeps a suffix only when that entry matches).
  * 2. Persist `entries` (any persisted entries at or after `entries[0].index` are
  *    replaced) and `hardState`, atomically and durably.
  * 3. Send `messages`.
@@ -155,7 +158,11 @@ export interface RaftOptions {
   /**
    * "safe": ReadIndex confirms leadership with a heartbeat round.
    * "lease": the leader serves reads without a round while its lease holds
-   * (requires checkQuorum and a bound on clock drift, see `leaseDriftTicks`).
+   * (requires checkQuorum and a bound on clock drift, see `leaseDriftTicks`). The
+   * caller must derive ticks from a monotonic clock and, after the process was paused
+   * (GC, SIGSTOP, a slow disk), deliver every missed tick before stepping messages or
+   * requesting reads; otherwise a paused leader serves stale reads (the simulator's
+   * pause fault shows it). `campaign()` is refused while the node backs a lease.
    */
   readonly readMode: "safe" | "lease";
   /** Ticks subtracted from the lease for clock drift between nodes. */
@@ -178,7 +185,12 @@ export type ProposeResult =
   | { readonly ok: true; readonly index: number; readonly term: number }
   | {
     readonly ok: false;
-    readonly reason: "notLeader" | "transferring" | "tooLarge";
+    /**
+     * notLeader: retry at `leader`; transferring: leadership is being handed over, retry
+     * soon; tooLarge: the entry exceeds bytesPerAppendMax; overloaded: too many entries
+     * are waiting to be committed (back off).
+     */
+    readonly reason: "notLeader" | "transferring" | "tooLarge" | "overloaded";
     readonly leader: NodeId | null;
   };
 
