@@ -1,0 +1,256 @@
+/**
+ * `dlock server`: runs one lock server until SIGINT/SIGTERM.
+ *
+ * Two forms:
+ * - the original: `dlock server SELF PEER... FILEWRITER` (first = this server, last =
+ *   the filewriter, the rest = the other members);
+ * - flags: `--listen host:port --peers a,b,c --filewriter host:port ...`.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { createLogger, type LogFormat, logFormats, type LogLevel, logLevels } from "../log.ts";
+import { limits } from "../limits.ts";
+import { StorageError } from "../storage/mod.ts";
+import { type RunningServer, splitHostPort, startServer } from "../server/server.ts";
+import { peerAddressOf } from "../transport/tcp.ts";
+
+const usage = `Usage:
+  dlock server SELF PEER... FILEWRITER          (the original form)
+  dlock server --listen HOST:PORT --peers A,B,C [--filewriter HOST:PORT] [options]
+
+Runs one lock server of a Raft cluster. The members are SELF plus the peers; every
+server of a cluster must be given the same member set.
+
+Example (three servers and a filewriter on one machine):
+  dlock server 127.0.0.1:5000 127.0.0.1:5001 127.0.0.1:5002 localhost:8080
+  dlock server 127.0.0.1:5001 127.0.0.1:5000 127.0.0.1:5002 localhost:8080
+  dlock server 127.0.0.1:5002 127.0.0.1:5000 127.0.0.1:5001 localhost:8080
+
+Options:
+  --listen HOST:PORT     this server's address (the client API; peers use PORT+10000)
+  --peers LIST           comma-separated members (all of them, or only the others)
+  --filewriter HOST:PORT the filewriter that Append forwards to (default localhost:8080)
+  --data-dir DIR         Raft log and snapshots (default ./data/<host_port>/)
+  --session-ttl SECONDS  TTL of sessions that ask for the default (default ${
+  limits.sessionTtlMsDefault / 1000
+},
+                         allowed ${limits.sessionTtlMsMin / 1000}..${limits.sessionTtlMsMax / 1000})
+  --heartbeat-ms MS      Raft heartbeat interval (default 50)
+  --election-ms MS       Raft election timeout base, randomised to [MS, 2*MS) (default 300)
+  --peer-port-offset N   Raft traffic between servers uses TCP port (member port + N),
+                         or (member port - N) above 65535; same N on every server
+                         (default 10000)
+  --snapshot-entries N   applied entries between snapshots that compact the log
+                         (default ${limits.logEntriesBeforeSnapshot})
+  --log-format FORMAT    text (default) or json (one object per line)
+  --log-level LEVEL      debug, info (default), warn or error
+  -h, --help             show this help
+
+Stops cleanly on SIGINT/SIGTERM (a leader hands leadership to a follower first).
+Exit codes: 0 stopped cleanly, 1 cannot start (bad data directory, port in use), 2 usage.`;
+
+/** Parsed command line. */
+export interface ServerArgs {
+  self: string;
+  members: string[];
+  filewriter: string;
+  dataDir: string;
+  sessionTtlMs: number | null;
+  heartbeatMs: number;
+  electionMs: number;
+  snapshotEntries: number;
+  peerPortOffset: number;
+  logFormat: LogFormat;
+  logLevel: LogLevel;
+}
+
+class UsageError extends Error {}
+
+function positiveInteger(value: string | undefined, name: string, fallback: number): number {
+  if (value === undefined) return fallback;
+  const number = Number(value);
+  if (!Number.isInteger(number) || number <= 0) {
+    throw new UsageError(`Cannot use ${name} as it must be a positive integer: received ${value}`);
+  }
+  return number;
+}
+
+function sessionTtlMs(seconds: string): number {
+  const ttlMs = Number(seconds) * 1000;
+  if (
+    !Number.isInteger(ttlMs) || ttlMs < limits.sessionTtlMsMin || ttlMs > limits.sessionTtlMsMax
+  ) {
+    throw new UsageError(
+      `Cannot use --session-ttl as it must be ${limits.sessionTtlMsMin / 1000}..${
+        limits.sessionTtlMsMax / 1000
+      } seconds: received ${seconds}`,
+    );
+  }
+  return ttlMs;
+}
+
+function address(value: string, what: string): string {
+  try {
+    splitHostPort(value);
+  } catch {
+    throw new UsageError(
+      `Cannot use ${what} as it is not host:port: received ${JSON.stringify(value)}`,
+    );
+  }
+  return value;
+}
+
+/**
+ * Parses the command line (both forms).
+ * @throws {UsageError} with a message for the user.
+ */
+export function parseServerArgs(args: string[]): ServerArgs {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    strict: true,
+    options: {
+      listen: { type: "string" },
+      peers: { type: "string" },
+      filewriter: { type: "string" },
+      "data-dir": { type: "string" },
+      "session-ttl": { type: "string" },
+      "heartbeat-ms": { type: "string" },
+      "election-ms": { type: "string" },
+      "snapshot-entries": { type: "string" },
+      "peer-port-offset": { type: "string" },
+      "log-format": { type: "string" },
+      "log-level": { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  let self: string;
+  let peers: string[];
+  let filewriter = values.filewriter ?? "localhost:8080";
+  if (values.listen !== undefined) {
+    if (positionals.length > 0) {
+      throw new UsageError(
+        `Cannot mix --listen with positional addresses: received ${positionals.join(" ")}`,
+      );
+    }
+    self = address(values.listen, "--listen");
+    peers = (values.peers ?? "").split(",").map((peer) => peer.trim()).filter((peer) =>
+      peer !== ""
+    );
+  } else {
+    if (positionals.length < 2) {
+      throw new UsageError("Cannot start as SELF and FILEWRITER are required (or --listen)");
+    }
+    self = address(positionals[0] as string, "SELF");
+    filewriter = positionals[positionals.length - 1] as string;
+    peers = positionals.slice(1, -1);
+    if (values.peers !== undefined) {
+      peers.push(
+        ...values.peers.split(",").map((peer) => peer.trim()).filter((peer) => peer !== ""),
+      );
+    }
+  }
+  for (const peer of peers) address(peer, "a peer");
+  const members = [...new Set([self, ...peers])];
+  if (members.length % 2 === 0) {
+    throw new UsageError(
+      `Cannot start with ${members.length} members: use an odd number (1, 3, 5, 7) so a majority survives failures`,
+    );
+  }
+  const logFormat = values["log-format"] ?? "text";
+  if (!(logFormats as readonly string[]).includes(logFormat)) {
+    throw new UsageError(`Cannot use --log-format ${logFormat}: use text or json`);
+  }
+  const logLevel = values["log-level"] ?? "info";
+  if (!(logLevels as readonly string[]).includes(logLevel)) {
+    throw new UsageError(`Cannot use --log-level ${logLevel}: use debug, info, warn or error`);
+  }
+  const heartbeatMs = positiveInteger(values["heartbeat-ms"], "--heartbeat-ms", 50);
+  const electionMs = positiveInteger(values["election-ms"], "--election-ms", 300);
+  if (electionMs < 2 * heartbeatMs) {
+    throw new UsageError(
+      `Cannot use --election-ms ${electionMs} as it must be at least twice --heartbeat-ms ${heartbeatMs}`,
+    );
+  }
+  const ttlSeconds = values["session-ttl"];
+  return {
+    self,
+    members,
+    filewriter,
+    dataDir: values["data-dir"] ?? `./data/${self.replace(/[:\[\]]/g, "_")}/`,
+    sessionTtlMs: ttlSeconds === undefined ? null : sessionTtlMs(ttlSeconds),
+    heartbeatMs,
+    electionMs,
+    snapshotEntries: positiveInteger(
+      values["snapshot-entries"],
+      "--snapshot-entries",
+      limits.logEntriesBeforeSnapshot,
+    ),
+    peerPortOffset: positiveInteger(values["peer-port-offset"], "--peer-port-offset", 10_000),
+    logFormat: logFormat as LogFormat,
+    logLevel: logLevel as LogLevel,
+  };
+}
+
+/** Runs `dlock server`; returns the exit code. */
+export async function run(args: string[]): Promise<number> {
+  if (args.includes("--help") || args.includes("-h")) {
+    console.log(usage);
+    return 0;
+  }
+  let parsed: ServerArgs;
+  try {
+    parsed = parseServerArgs(args);
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    console.error(`dlock server: ${message}\n\n${usage}`);
+    return 2;
+  }
+  const logger = createLogger({ format: parsed.logFormat, level: parsed.logLevel });
+  let server: RunningServer;
+  try {
+    server = await startServer({
+      self: parsed.self,
+      members: parsed.members,
+      filewriter: parsed.filewriter,
+      dataDir: parsed.dataDir,
+      heartbeatMs: parsed.heartbeatMs,
+      electionMs: parsed.electionMs,
+      logEntriesBeforeSnapshot: parsed.snapshotEntries,
+      peerPortOffset: parsed.peerPortOffset,
+      ...(parsed.sessionTtlMs === null ? {} : { defaultSessionTtlMs: parsed.sessionTtlMs }),
+      logger,
+    });
+  } catch (error) {
+    if (error instanceof StorageError) {
+      logger.error(`Cannot start as the data directory cannot be used: ${error.message}`, {
+        dataDir: error.dataDir,
+      });
+    } else {
+      logger.error(`Cannot start: ${error instanceof Error ? error.message : String(error)}`);
+    }
+    return 1;
+  }
+  const peer = peerAddressOf(parsed.self, parsed.peerPortOffset);
+  logger.info(`serving on ${parsed.self}`, {
+    peers: `${peer.hostname}:${peer.port}`,
+    dataDir: parsed.dataDir,
+    members: parsed.members.join(","),
+    filewriter: parsed.filewriter,
+    clusterId: server.clusterId,
+  });
+  const stopped = Promise.withResolvers<void>();
+  const onSignal = () => stopped.resolve();
+  Deno.addSignalListener("SIGINT", onSignal);
+  Deno.addSignalListener("SIGTERM", onSignal);
+  await stopped.promise;
+  logger.info("stopping");
+  await server.shutdown();
+  Deno.removeSignalListener("SIGINT", onSignal);
+  Deno.removeSignalListener("SIGTERM", onSignal);
+  logger.info("stopped");
+  // Exit now: open gRPC sockets are closed by the kernel (no graceful GOAWAY, see
+  // src/server/server.ts).
+  Deno.exit(0);
+}

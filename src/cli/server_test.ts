@@ -1,0 +1,66 @@
+import assert from "node:assert/strict";
+import { parseServerArgs } from "./server.ts";
+
+Deno.test("dlock server args: the original positional form", () => {
+  const parsed = parseServerArgs([
+    "127.0.0.1:5000",
+    "127.0.0.1:5001",
+    "127.0.0.1:5002",
+    "localhost:8080",
+  ]);
+  assert.equal(parsed.self, "127.0.0.1:5000");
+  assert.deepEqual(parsed.members, ["127.0.0.1:5000", "127.0.0.1:5001", "127.0.0.1:5002"]);
+  assert.equal(parsed.filewriter, "localhost:8080");
+  assert.equal(parsed.dataDir, "./data/127.0.0.1_5000/");
+  assert.equal(parsed.heartbeatMs, 50);
+  assert.equal(parsed.electionMs, 300);
+});
+
+Deno.test("dlock server args: flags, peers with or without self", () => {
+  const parsed = parseServerArgs([
+    "--listen",
+    "127.0.0.1:5001",
+    "--peers",
+    "127.0.0.1:5000,127.0.0.1:5001,127.0.0.1:5002",
+    "--filewriter",
+    "fw:9",
+    "--data-dir",
+    "/d",
+    "--session-ttl",
+    "20",
+    "--heartbeat-ms",
+    "20",
+    "--election-ms",
+    "200",
+    "--log-format",
+    "json",
+    "--log-level",
+    "debug",
+  ]);
+  assert.deepEqual(parsed.members, ["127.0.0.1:5001", "127.0.0.1:5000", "127.0.0.1:5002"]);
+  assert.equal(parsed.filewriter, "fw:9");
+  assert.equal(parsed.dataDir, "/d");
+  assert.equal(parsed.sessionTtlMs, 20_000);
+  assert.equal(parsed.logFormat, "json");
+  const others = parseServerArgs([
+    "--listen",
+    "127.0.0.1:5001",
+    "--peers",
+    "127.0.0.1:5000,127.0.0.1:5002",
+  ]);
+  assert.deepEqual(others.members, parsed.members);
+});
+
+Deno.test("dlock server args: mistakes are explained", () => {
+  const bad: [string[], RegExp][] = [
+    [["127.0.0.1:5000"], /SELF and FILEWRITER/],
+    [["nonsense", "fw:1"], /host:port/],
+    [["127.0.0.1:5000", "127.0.0.1:5001", "fw:1"], /odd number/],
+    [["--listen", "a:1", "--log-format", "xml"], /text or json/],
+    [["--listen", "a:1", "--election-ms", "50", "--heartbeat-ms", "50"], /twice/],
+    [["--listen", "a:1", "--session-ttl", "0.5"], /session-ttl/],
+    [["--listen", "a:1", "--session-ttl", "301"], /1\.\.300 seconds/],
+    [["--listen", "a:1", "--bogus"], /bogus/],
+  ];
+  for (const [args, message] of bad) assert.throws(() => parseServerArgs(args), message);
+});

@@ -1,0 +1,193 @@
+/**
+ * Starts a complete lock server: opens the data directory, restores Raft and the lock
+ * state machine, binds the client API (gRPC, on the member address) and the peer
+ * transport (TCP, on the member port + the peer port offset) and starts the Raft loop. {@link RunningServer.shutdown} reverses it, handing leadership
+ * to a follower first.
+ *
+ * @module
+ */
+import * as grpc from "@grpc/grpc-js";
+import { FilewriterClient } from "../filewriter/client.ts";
+import { limits } from "../limits.ts";
+import { LockStateMachine } from "../lock/mod.ts";
+import type { Logger } from "../log.ts";
+import { RaftNode } from "../raft/mod.ts";
+import type { NodeId } from "../raft/types.ts";
+import { KvLogStorage } from "../storage/mod.ts";
+import { peerAddressOf, TcpTransport } from "../transport/tcp.ts";
+import { loadService } from "../transport/proto.ts";
+import { clusterIdOf } from "./cluster_id.ts";
+import { LockNode } from "./node.ts";
+import { lockServiceHandlers } from "./service.ts";
+
+/** Configuration of one server (the CLI builds it from flags). */
+export interface ServerConfig {
+  /** This server's address (`host:port`): where it listens and its Raft id. */
+  readonly self: NodeId;
+  /** Every member, including `self`. */
+  readonly members: readonly NodeId[];
+  /** The filewriter (`host:port` or URL), or null for none. */
+  readonly filewriter: string | null;
+  readonly dataDir: string;
+  /** TTL of sessions that ask for the default (TTL 0); default limits.sessionTtlMsDefault. */
+  readonly defaultSessionTtlMs?: number;
+  readonly heartbeatMs: number;
+  readonly electionMs: number;
+  readonly logger: Logger;
+  /** Milliseconds per Raft tick (default 10). */
+  readonly tickMs?: number;
+  /** Applied entries between snapshots (default limits.logEntriesBeforeSnapshot). */
+  readonly logEntriesBeforeSnapshot?: number;
+  /** Peer port = client port + this (default 10000); the same on every server. */
+  readonly peerPortOffset?: number;
+  /** Called when the node hits an unrecoverable error (default: log and exit 1). */
+  readonly onFatal?: (error: unknown) => void;
+}
+
+/** A started server. */
+export interface RunningServer {
+  readonly node: LockNode;
+  readonly clusterId: string;
+  /** The port actually bound. */
+  readonly port: number;
+  /**
+   * Transfers leadership (bounded wait), stops the loop, the peer transport and storage.
+   * The caller then exits the process (sockets are left to the kernel, on purpose).
+   */
+  shutdown(): Promise<void>;
+}
+
+/** Splits `host:port`; accepts `[v6]:port`. */
+export function splitHostPort(address: string): { host: string; port: number } {
+  const match = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(address);
+  const port = match === null ? NaN : Number(match[2]);
+  if (match === null || port > 65535) {
+    throw new Error(
+      `Cannot use the address as it is not host:port: received ${JSON.stringify(address)}`,
+    );
+  }
+  return { host: match[1] as string, port };
+}
+
+/**
+ * Starts a server.
+ * @throws {StorageError} when the data directory is foreign, corrupt or locked.
+ * @throws {Error} when the port cannot be bound.
+ */
+export async function startServer(config: ServerConfig): Promise<RunningServer> {
+  const tickMs = config.tickMs ?? 10;
+  const members = [...new Set([...config.members, config.self])].sort();
+  const clusterId = clusterIdOf(members);
+  const logger = config.logger;
+  const storage = await KvLogStorage.open({
+    dataDir: config.dataDir,
+    clusterId,
+    nodeId: config.self,
+  });
+  let grpcServer: grpc.Server | null = null;
+  let transport: TcpTransport | null = null;
+  try {
+    const restored = await storage.load();
+    const machine = restored.snapshot === null
+      ? new LockStateMachine()
+      : LockStateMachine.restore(restored.snapshot.data);
+    const raft = new RaftNode({
+      id: config.self,
+      voters: members,
+      electionTicks: Math.max(2, Math.round(config.electionMs / tickMs)),
+      heartbeatTicks: Math.max(1, Math.round(config.heartbeatMs / tickMs)),
+      preVote: true,
+      checkQuorum: true,
+      entriesPerAppendMax: limits.entriesPerAppendMax,
+      bytesPerAppendMax: limits.appendBytesMax,
+      inflightAppendsMax: limits.inflightAppendsMax,
+      readMode: "safe",
+      leaseDriftTicks: 0,
+      random: Math.random,
+    }, restored);
+    grpcServer = new grpc.Server({
+      "grpc.max_receive_message_length": limits.messageBytesMax,
+      "grpc.max_send_message_length": limits.messageBytesMax,
+      "grpc.keepalive_permit_without_calls": 1,
+      "grpc.http2.min_ping_interval_without_data_ms": 5_000,
+    });
+    try {
+      transport = new TcpTransport({
+        self: config.self,
+        peers: members.filter((member) => member !== config.self),
+        clusterId,
+        logger: logger.child({ component: "transport" }),
+        ...(config.peerPortOffset === undefined ? {} : { peerPortOffset: config.peerPortOffset }),
+      });
+    } catch (error) {
+      const peer = peerAddressOf(config.self, config.peerPortOffset);
+      throw new Error(
+        `Cannot listen for peers on ${peer.hostname}:${peer.port} (client port + peer port offset): ${
+          error instanceof Error ? error.message : String(error)
+        }`,
+        { cause: error },
+      );
+    }
+    const onFatal = config.onFatal ?? ((error: unknown) => {
+      logger.error("stopping: unrecoverable error", { error: String(error) });
+      Deno.exit(1);
+    });
+    const node = new LockNode({
+      self: config.self,
+      members,
+      raft,
+      storage,
+      transport,
+      machine,
+      snapshotIndex: restored.snapshot?.meta.index ?? 0,
+      restoredHardState: restored.hardState,
+      filewriter: config.filewriter === null ? null : new FilewriterClient(config.filewriter),
+      filewriterAddress: config.filewriter ?? "",
+      logger,
+      tickMs,
+      ...(config.logEntriesBeforeSnapshot === undefined
+        ? {}
+        : { logEntriesBeforeSnapshot: config.logEntriesBeforeSnapshot }),
+      onFatal,
+    });
+    grpcServer.addService(
+      loadService("lock.proto", "Lock"),
+      lockServiceHandlers(node, logger, config.defaultSessionTtlMs ?? limits.sessionTtlMsDefault),
+    );
+    const { host, port } = splitHostPort(config.self);
+    const server = grpcServer;
+    const boundPort = await new Promise<number>((resolve, reject) => {
+      server.bindAsync(
+        `${host === "localhost" ? "127.0.0.1" : host}:${port}`,
+        grpc.ServerCredentials.createInsecure(),
+        (error, bound) => (error === null ? resolve(bound) : reject(error)),
+      );
+    });
+    node.start();
+    const runningTransport = transport;
+    let stopping: Promise<void> | null = null;
+    return {
+      node,
+      clusterId,
+      port: boundPort,
+      shutdown() {
+        stopping ??= (async () => {
+          await node.transferLeadership(1_000);
+          await node.stop();
+          await runningTransport.close();
+          storage.close();
+          // The gRPC server is not shut down gracefully: that sends HTTP/2 GOAWAYs,
+          // which make Deno 2.9.6 abort in the peers' and clients' processes (see
+          // src/transport/_peer_worker.ts). The process exits next; the kernel closes
+          // the sockets and clients retry elsewhere.
+        })();
+        return stopping;
+      },
+    };
+  } catch (error) {
+    await transport?.close();
+    grpcServer?.forceShutdown();
+    storage.close();
+    throw error;
+  }
+}
