@@ -25,8 +25,39 @@ export type PendingCall = { callId: number; outcome: Promise<CallOutcome> };
 
 type DuplexCall = grpc.ClientDuplexStream<StreamRequest, StreamResponse>;
 
-/** A single bidi `Stream` to `address`, opened on construction. */
-export class StreamConnection {
+/**
+ * One multiplexed stream to one server, whatever carries it: the native protocol
+ * (`_native_connection.ts`, the default) or the gRPC `Stream` RPC ({@link StreamConnection}).
+ */
+export interface Connection {
+  /** The server this connection talks to ("host:port"). */
+  readonly address: string;
+  /** True once the stream broke or was closed; a broken connection is never reused. */
+  readonly broken: boolean;
+  /**
+   * Sends `operation` with a fresh call id. With `attemptTimeoutMs`, a call that gets
+   * no answer in time breaks the whole connection (the server is presumed unreachable),
+   * so every other call on it is retried elsewhere too.
+   */
+  call(operation: StreamOperation, attemptTimeoutMs: number | null): PendingCall;
+  /** Asks the server to cancel the pending acquire `callId` (no response of its own). */
+  cancel(callId: number): void;
+  /** Closes the connection; pending calls settle as broken. */
+  close(message?: string): void;
+}
+
+/** Which protocol a client speaks: the native one (default) or gRPC. */
+export type TransportKind = "native" | "grpc";
+
+/**
+ * A single bidi gRPC `Stream` to `address`, opened on construction.
+ *
+ * Closing it closes its grpc-js Client, which can send an HTTP/2 GOAWAY; with Deno 2.9.6
+ * a dlock server that processes a GOAWAY can abort (denoland/deno#36788). The client
+ * library therefore uses the native protocol by default; this class serves
+ * `transport: "grpc"`.
+ */
+export class StreamConnection implements Connection {
   /** The server this connection talks to ("host:port"). */
   readonly address: string;
   #client: grpc.Client;

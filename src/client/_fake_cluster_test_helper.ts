@@ -10,10 +10,46 @@
  */
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
+import { EventEmitter } from "node:events";
 import { fileURLToPath } from "node:url";
+import { silentLogger } from "../log.ts";
+import { ClientFrontend } from "../server/native.ts";
+import type { StreamPeer, StreamSession } from "../server/service.ts";
 import { protoLoaderOptions, type StreamRequest, type StreamResponse } from "./_proto.ts";
 
-type Call = grpc.ServerDuplexStream<StreamRequest, StreamResponse>;
+/** The parts of a gRPC server stream the fake servers use (native streams mimic them). */
+type Call = Pick<
+  grpc.ServerDuplexStream<StreamRequest, StreamResponse>,
+  "on" | "write" | "end" | "destroy"
+>;
+
+/**
+ * A native stream dressed as a gRPC server stream, so one fake implementation serves
+ * both protocols. `end` and `destroy` close the TCP connection.
+ */
+class NativeCall extends EventEmitter {
+  #open = true;
+  constructor(readonly peer: StreamPeer, readonly hangUp: () => void) {
+    super();
+  }
+  write(response: StreamResponse): boolean {
+    if (this.#open) this.peer.write(response as unknown as Record<string, unknown>);
+    return true;
+  }
+  end(): this {
+    this.#finish();
+    return this;
+  }
+  destroy(): this {
+    this.#finish();
+    return this;
+  }
+  #finish(): void {
+    if (!this.#open) return;
+    this.#open = false;
+    this.hangUp();
+  }
+}
 type Waiter = { sessionId: number; requestId: number; call: Call; callId: number };
 
 /** Shared lock state of the fake cluster plus knobs for the tests. */
@@ -27,6 +63,7 @@ export class FakeCluster {
   readonly received: { kind: string; sessionId: number; requestId: number; callId: number }[] = [];
   readonly cancelled: number[] = [];
   #servers: grpc.Server[] = [];
+  #frontends: ClientFrontend[] = [];
   #calls = new Set<Call>();
   #sessionsByOpenKey = new Map<string, number>();
   #nextSessionId = 1;
@@ -55,15 +92,24 @@ export class FakeCluster {
         KeepAlive: (call: grpc.ServerDuplexStream<unknown, unknown>) => call.end(),
         Stream: (call: Call) => cluster.#serve(index, call),
       });
-      const port = await new Promise<number>((resolve, reject) =>
+      const grpcPort = await new Promise<number>((resolve, reject) =>
         server.bindAsync(
           "127.0.0.1:0",
           grpc.ServerCredentials.createInsecure(),
           (error, bound) => error ? reject(error) : resolve(bound),
         )
       );
+      // The same front door as the real server: native streams and piped gRPC.
+      const frontend = new ClientFrontend({
+        hostname: "127.0.0.1",
+        port: 0,
+        grpcAddress: { hostname: "127.0.0.1", port: grpcPort },
+        logger: silentLogger,
+        openStream: (peer) => cluster.#openNative(index, peer),
+      });
       cluster.#servers.push(server);
-      cluster.addresses.push(`127.0.0.1:${port}`);
+      cluster.#frontends.push(frontend);
+      cluster.addresses.push(`127.0.0.1:${frontend.port}`);
     }
     return cluster;
   }
@@ -83,12 +129,22 @@ export class FakeCluster {
   /** Stops every server. */
   async stop(): Promise<void> {
     for (const call of this.#calls) call.destroy();
+    for (const frontend of this.#frontends) frontend.close();
     await Promise.all(this.#servers.map((server) =>
       new Promise<void>((resolve) => {
         server.forceShutdown();
         resolve();
       })
     ));
+  }
+
+  #openNative(index: number, peer: StreamPeer): StreamSession {
+    const call = new NativeCall(peer, () => peer.end());
+    this.#serve(index, call as unknown as Call);
+    return {
+      receive: (request) => call.emit("data", request),
+      close: () => call.emit("end"),
+    };
   }
 
   #serve(index: number, call: Call): void {

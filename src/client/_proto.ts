@@ -42,19 +42,56 @@ export type LockServiceClientConstructor = new (
 ) => grpc.Client;
 
 let cachedConstructor: LockServiceClientConstructor | null = null;
+let cachedDefinition: protoLoader.PackageDefinition | null = null;
+
+function protoPath(): string {
+  return fileURLToPath(new URL("../../proto/dlock/v1/lock.proto", import.meta.url));
+}
+
+function definition(): protoLoader.PackageDefinition {
+  cachedDefinition ??= protoLoader.loadSync(protoPath(), protoLoaderOptions);
+  return cachedDefinition;
+}
+
+/** Encoder and decoder of the native protocol's messages (client side). */
+export type NativeStreamCodec = {
+  encodeRequest(request: StreamRequest): Uint8Array;
+  decodeResponse(bytes: Uint8Array): StreamResponse;
+};
+
+let cachedCodec: NativeStreamCodec | null = null;
+
+/**
+ * The `Stream` method's (de)serializers, so native frames carry exactly the messages
+ * (and decode to exactly the shapes) of the gRPC `Stream`.
+ */
+export function nativeStreamCodec(): NativeStreamCodec {
+  if (cachedCodec !== null) return cachedCodec;
+  const service = definition()["dlock.v1.Lock"] as Record<string, unknown> | undefined;
+  const method = service?.["Stream"] as Record<string, unknown> | undefined;
+  const requestSerialize = method?.["requestSerialize"];
+  const responseDeserialize = method?.["responseDeserialize"];
+  if (typeof requestSerialize !== "function" || typeof responseDeserialize !== "function") {
+    throw new Error(`Cannot load the native protocol as ${protoPath()} has no Lock/Stream`);
+  }
+  // Library boundary: proto-loader's (de)serializers are untyped; narrow them once here.
+  cachedCodec = {
+    encodeRequest: (request) => requestSerialize(request) as Uint8Array,
+    decodeResponse: (bytes) => responseDeserialize(bytes) as StreamResponse,
+  };
+  return cachedCodec;
+}
 
 /** Returns the `dlock.v1.Lock` client constructor, loading the proto once. */
 export function lockServiceClient(): LockServiceClientConstructor {
   if (cachedConstructor !== null) return cachedConstructor;
-  const protoPath = fileURLToPath(new URL("../../proto/dlock/v1/lock.proto", import.meta.url));
-  const definition = protoLoader.loadSync(protoPath, protoLoaderOptions);
-  const loaded = grpc.loadPackageDefinition(definition);
+  const loaded = grpc.loadPackageDefinition(definition());
   // Library boundary: the loaded package is untyped; narrow it once here.
   const dlock = loaded["dlock"] as grpc.GrpcObject | undefined;
   const v1 = dlock?.["v1"] as grpc.GrpcObject | undefined;
   const service = v1?.["Lock"];
   if (typeof service !== "function") {
-    throw new Error(`Cannot load the client API as ${protoPath} has no service dlock.v1.Lock`);
+    throw new Error(`Cannot load the client API as ${protoPath()} has no service dlock.v1.Lock`);
   }
   cachedConstructor = service as unknown as LockServiceClientConstructor;
   return cachedConstructor;

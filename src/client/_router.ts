@@ -1,6 +1,6 @@
 /**
- * Leader following for the client: keeps one stream to the server believed to be the
- * leader, and runs each operation until it gets a definite answer. Private to
+ * Leader following for the client: keeps one stream (native by default, or gRPC) to
+ * the server believed to be the leader, and runs each operation until it gets a definite answer. Private to
  * `src/client/`.
  *
  * - NOT_LEADER with a leader hint: switch to the hinted server and retry at once.
@@ -14,7 +14,14 @@
  * @module
  */
 import { DlockError, type ErrorReason } from "../errors.ts";
-import { type CallOutcome, type PendingCall, StreamConnection } from "./_connection.ts";
+import {
+  type CallOutcome,
+  type Connection,
+  type PendingCall,
+  StreamConnection,
+  type TransportKind,
+} from "./_connection.ts";
+import { NativeStreamConnection } from "./_native_connection.ts";
 import type { ErrorMessage, StatusResponse, StreamOperation, StreamResponse } from "./_proto.ts";
 import { toTypedError } from "./_errors.ts";
 
@@ -36,7 +43,7 @@ export type InvokeOptions = {
   /** Called before each attempt; a thrown error ends the operation with it. */
   beforeAttempt?: () => void;
   /** Called right after each attempt was sent (to cancel it later). */
-  onSent?: (connection: StreamConnection, call: PendingCall) => void;
+  onSent?: (connection: Connection, call: PendingCall) => void;
 };
 
 /** A definite answer and the monotonic time its (last) attempt was sent. */
@@ -56,12 +63,26 @@ const presumedDownMs = 1_000;
 export class Router {
   #members: string[];
   #target: string;
-  #connection: StreamConnection | null = null;
+  #connection: Connection | null = null;
   #closed = false;
   readonly #downUntilMs = new Map<string, number>();
   readonly #logger: ClientLogger;
+  readonly #transport: TransportKind;
 
-  constructor(addresses: readonly string[], logger: ClientLogger) {
+  constructor(
+    addresses: readonly string[],
+    logger: ClientLogger,
+    transport: TransportKind = "native",
+  ) {
+    if (transport !== "native" && transport !== "grpc") {
+      throw new DlockError(
+        "INVALID_ARGUMENT",
+        `Cannot connect as the transport must be "native" or "grpc": received ${
+          JSON.stringify(transport)
+        }`,
+      );
+    }
+    this.#transport = transport;
     const unique = [...new Set(addresses.map((address) => address.trim()).filter((a) => a !== ""))];
     if (unique.length === 0) {
       throw new DlockError("INVALID_ARGUMENT", "Cannot connect as no server address was given");
@@ -138,7 +159,7 @@ export class Router {
   }
 
   #judge(
-    connection: StreamConnection,
+    connection: Connection,
     outcome: CallOutcome,
   ):
     | { kind: "done"; response: StreamResponse }
@@ -182,10 +203,12 @@ export class Router {
     return { kind: "fail", error: toTypedError(error) };
   }
 
-  #connect(): StreamConnection {
+  #connect(): Connection {
     if (this.#connection !== null && !this.#connection.broken) return this.#connection;
-    this.#connection = new StreamConnection(this.#target);
-    this.#logger.debug(`connected a stream to ${this.#target}`);
+    this.#connection = this.#transport === "native"
+      ? new NativeStreamConnection(this.#target)
+      : new StreamConnection(this.#target);
+    this.#logger.debug(`connected a ${this.#transport} stream to ${this.#target}`);
     return this.#connection;
   }
 

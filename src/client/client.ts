@@ -1,7 +1,8 @@
 /**
  * The dlock client: one session, kept alive in the background, and the locks it holds.
- * Every operation travels on one multiplexed gRPC `Stream` to the leader (see
- * `_router.ts` for leader following and retries).
+ * Every operation travels on one multiplexed stream to the leader: the native protocol
+ * by default (`_native_connection.ts`), or the gRPC `Stream` RPC with
+ * `transport: "grpc"` (see `_router.ts` for leader following and retries).
  *
  * Lease rule (why a lock's `signal` aborts): the server expires a session `ttlMs` after
  * the last keepalive it received, and a keepalive is received after it was sent. So
@@ -25,13 +26,13 @@ import {
   TimeoutError,
 } from "../errors.ts";
 import { limits } from "../limits.ts";
-import type { StreamConnection } from "./_connection.ts";
+import type { Connection, PendingCall, TransportKind } from "./_connection.ts";
 import { abortError } from "./_errors.ts";
-import type { PendingCall } from "./_connection.ts";
 import type { AcquireResponse, StatusResponse, StreamOperation } from "./_proto.ts";
 import { type ClientLogger, type InvokeResult, Router, silentLogger } from "./_router.ts";
 
 export type { ClientLogger } from "./_router.ts";
+export type { TransportKind } from "./_connection.ts";
 export type { LockInfo, Member, SessionInfo, StatusResponse, Waiter } from "./_proto.ts";
 
 /** Options of {@link connect}. */
@@ -46,6 +47,11 @@ export type ConnectOptions = {
   retryTimeoutMs?: number;
   /** Bound on one attempt of a non-blocking operation before failing over (default 5 s). */
   attemptTimeoutMs?: number;
+  /**
+   * Protocol to the servers: "native" (default; length-prefixed protobuf over TCP on the
+   * same port) or "grpc" (the `dlock.v1.Lock/Stream` RPC). Same messages, same semantics.
+   */
+  transport?: TransportKind;
 };
 
 /** Options of {@link DlockClient.acquire}. */
@@ -77,6 +83,8 @@ export type StatusOptions = {
   /** Bound on the whole call including retries (default 10 s). */
   timeoutMs?: number;
   logger?: ClientLogger;
+  /** Protocol to the servers (default "native"); see {@link ConnectOptions.transport}. */
+  transport?: TransportKind;
 };
 
 const defaultRetryTimeoutMs = 15_000;
@@ -88,7 +96,7 @@ type ClientState = "open" | "lost" | "closing" | "closed";
 
 /** The attempt in flight of one acquire, and whether its caller gave up on it. */
 type AcquireControl = {
-  current: { connection: StreamConnection; call: PendingCall } | null;
+  current: { connection: Connection; call: PendingCall } | null;
   abandoned: boolean;
 };
 
@@ -662,7 +670,7 @@ export async function connect(
     );
   }
   const logger = options.logger ?? silentLogger;
-  const router = new Router(addresses, logger);
+  const router = new Router(addresses, logger, options.transport ?? "native");
   const retryTimeoutMs = options.retryTimeoutMs ?? defaultRetryTimeoutMs;
   const attemptTimeoutMs = options.attemptTimeoutMs ?? defaultAttemptTimeoutMs;
   try {
@@ -702,7 +710,11 @@ export async function fetchStatus(
   addresses: readonly string[],
   options: StatusOptions = {},
 ): Promise<StatusResponse> {
-  const router = new Router(addresses, options.logger ?? silentLogger);
+  const router = new Router(
+    addresses,
+    options.logger ?? silentLogger,
+    options.transport ?? "native",
+  );
   try {
     const { response } = await router.invoke(
       () => ({ status: { locksLimit: options.locksLimit ?? 0 } }),

@@ -46,43 +46,45 @@ Deno.test({
   },
 });
 
-Deno.test({
-  name: "a pending acquire survives a leader change with the same request id",
-  ...sanitize,
-  async fn() {
-    const cluster = await FakeClusterWorker.start(2);
-    try {
-      const a = await connect(cluster.addresses, { name: "a", ttlMs: 5_000 });
-      const b = await connect(cluster.addresses, { name: "b", ttlMs: 5_000 });
+for (const transport of ["native", "grpc"] as const) {
+  Deno.test({
+    name: `a pending acquire survives a leader change with the same request id (${transport})`,
+    ...sanitize,
+    async fn() {
+      const cluster = await FakeClusterWorker.start(2);
       try {
-        const held = await a.acquire("x");
-        const waiting = b.acquire("x");
-        waiting.catch(() => {}); // Awaited below; handled now so a rejection fails only this test.
-        await new Promise((resolve) => setTimeout(resolve, 200));
-        const before = (await cluster.received()).filter((r) =>
-          r.kind === "acquire" && r.sessionId === b.sessionId
-        );
-        assert.equal(before.length, 1);
-        await cluster.moveLeader(1);
-        await new Promise((resolve) => setTimeout(resolve, 500));
-        await held.release(); // a also follows the new leader.
-        const granted = await withTimeout(waiting, 5_000, "b's grant after failover");
-        assert.ok(granted.token > held.token);
-        const retries = (await cluster.received()).filter((r) =>
-          r.kind === "acquire" && r.sessionId === b.sessionId
-        );
-        assert.ok(retries.length >= 2, "the acquire was re-issued");
-        assert.ok(retries.every((r) => r.requestId === before[0]?.requestId), "same request id");
-        assert.equal(b.leader, cluster.addresses[1]);
+        const a = await connect(cluster.addresses, { name: "a", ttlMs: 5_000, transport });
+        const b = await connect(cluster.addresses, { name: "b", ttlMs: 5_000, transport });
+        try {
+          const held = await a.acquire("x");
+          const waiting = b.acquire("x");
+          waiting.catch(() => {}); // Awaited below; handled now so a rejection fails only this test.
+          await new Promise((resolve) => setTimeout(resolve, 200));
+          const before = (await cluster.received()).filter((r) =>
+            r.kind === "acquire" && r.sessionId === b.sessionId
+          );
+          assert.equal(before.length, 1);
+          await cluster.moveLeader(1);
+          await new Promise((resolve) => setTimeout(resolve, 500));
+          await held.release(); // a also follows the new leader.
+          const granted = await withTimeout(waiting, 5_000, "b's grant after failover");
+          assert.ok(granted.token > held.token);
+          const retries = (await cluster.received()).filter((r) =>
+            r.kind === "acquire" && r.sessionId === b.sessionId
+          );
+          assert.ok(retries.length >= 2, "the acquire was re-issued");
+          assert.ok(retries.every((r) => r.requestId === before[0]?.requestId), "same request id");
+          assert.equal(b.leader, cluster.addresses[1]);
+        } finally {
+          await a.close();
+          await b.close();
+        }
       } finally {
-        await a.close();
-        await b.close();
+        await cluster.stop();
       }
-    } finally {
-      await cluster.stop();
-    }
-  },
-});
+    },
+  });
+}
 
 Deno.test({
   name: "an aborted acquire sends CancelRequest and rejects with the abort reason",

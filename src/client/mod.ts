@@ -1,6 +1,7 @@
 /**
  * The dlock client library: sessions, blocking FIFO locks with fencing tokens, and
- * fenced appends, over one multiplexed gRPC stream that follows the Raft leader.
+ * fenced appends, over one multiplexed stream (native protocol by default, gRPC on
+ * request) that follows the Raft leader.
  *
  * @example
  * ```ts
@@ -28,6 +29,7 @@ export {
   type SessionInfo,
   type StatusOptions,
   type StatusResponse,
+  type TransportKind,
   type Waiter,
 } from "./client.ts";
 export {

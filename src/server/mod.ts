@@ -31,6 +31,13 @@ export {
   type LogStorage,
   type RaftCore,
 } from "./node.ts";
-export { lockServiceHandlers } from "./service.ts";
+export {
+  LockApi,
+  lockServiceHandlers,
+  type OpenStream,
+  type StreamPeer,
+  type StreamSession,
+} from "./service.ts";
+export { ClientFrontend, type ClientFrontendOptions } from "./native.ts";
 export { clusterIdOf } from "./cluster_id.ts";
 export { asDlockError, statusCodeByReason, toErrorMessage, toServiceError } from "./grpc_errors.ts";

@@ -1,8 +1,10 @@
 /**
  * Starts a complete lock server: opens the data directory, restores Raft and the lock
- * state machine, binds the client API (gRPC, on the member address) and the peer
- * transport (TCP, on the member port + the peer port offset) and starts the Raft loop. {@link RunningServer.shutdown} reverses it, handing leadership
- * to a follower first.
+ * state machine, binds the client API on the member address (one listener that serves
+ * the native protocol and pipes gRPC connections to an internal grpc-js server on a
+ * Unix socket in the data directory; see `native.ts`) and the peer transport (TCP, on the member
+ * port + the peer port offset) and starts the Raft loop.
+ * {@link RunningServer.shutdown} reverses it, handing leadership to a follower first.
  *
  * @module
  */
@@ -18,7 +20,8 @@ import { peerAddressOf, TcpTransport } from "../transport/tcp.ts";
 import { loadService } from "../transport/proto.ts";
 import { clusterIdOf } from "./cluster_id.ts";
 import { LockNode } from "./node.ts";
-import { lockServiceHandlers } from "./service.ts";
+import { ClientFrontend } from "./native.ts";
+import { LockApi } from "./service.ts";
 
 /** Configuration of one server (the CLI builds it from flags). */
 export interface ServerConfig {
@@ -57,6 +60,24 @@ export interface RunningServer {
   shutdown(): Promise<void>;
 }
 
+/**
+ * The Unix socket of the internal gRPC server: in the data directory (which this server
+ * has locked, so a leftover socket of an earlier run can go), or in a fresh temporary
+ * directory when that path is too long for a socket address.
+ */
+function grpcSocketPath(dataDir: string): string {
+  const inDataDir = `${Deno.realPathSync(dataDir)}/client-api-grpc.sock`;
+  const path = new TextEncoder().encode(inDataDir).byteLength <= 100
+    ? inDataDir
+    : `${Deno.makeTempDirSync({ prefix: "dlock-" })}/grpc.sock`;
+  try {
+    Deno.removeSync(path);
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+  return path;
+}
+
 /** Splits `host:port`; accepts `[v6]:port`. */
 export function splitHostPort(address: string): { host: string; port: number } {
   const match = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(address);
@@ -86,6 +107,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   });
   let grpcServer: grpc.Server | null = null;
   let transport: TcpTransport | null = null;
+  let frontend: ClientFrontend | null = null;
   try {
     const restored = await storage.load();
     const machine = restored.snapshot === null
@@ -150,19 +172,46 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
         : { logEntriesBeforeSnapshot: config.logEntriesBeforeSnapshot }),
       onFatal,
     });
-    grpcServer.addService(
-      loadService("lock.proto", "Lock"),
-      lockServiceHandlers(node, logger, config.defaultSessionTtlMs ?? limits.sessionTtlMsDefault),
+    const api = new LockApi(
+      node,
+      logger,
+      config.defaultSessionTtlMs ?? limits.sessionTtlMsDefault,
     );
+    grpcServer.addService(loadService("lock.proto", "Lock"), api.grpcHandlers());
     const { host, port } = splitHostPort(config.self);
     const server = grpcServer;
-    const boundPort = await new Promise<number>((resolve, reject) => {
+    // gRPC is reached through the frontend only: it listens on a Unix socket (a TCP port,
+    // even an ephemeral one, could be the port another server is about to bind).
+    const grpcSocket = grpcSocketPath(config.dataDir);
+    await new Promise<number>((resolve, reject) => {
       server.bindAsync(
-        `${host === "localhost" ? "127.0.0.1" : host}:${port}`,
+        `unix:${grpcSocket}`,
         grpc.ServerCredentials.createInsecure(),
         (error, bound) => (error === null ? resolve(bound) : reject(error)),
       );
     });
+    const hostname = host === "localhost"
+      ? "127.0.0.1"
+      : host.startsWith("[")
+      ? host.slice(1, -1)
+      : host;
+    try {
+      frontend = new ClientFrontend({
+        hostname,
+        port,
+        grpcAddress: { transport: "unix", path: grpcSocket },
+        openStream: api.openStream,
+        logger: logger.child({ component: "client-api" }),
+      });
+    } catch (error) {
+      throw new Error(
+        `Cannot listen for clients on ${config.self}: ${
+          error instanceof Error ? error.message : String(error)
+        }`,
+        { cause: error },
+      );
+    }
+    const boundPort = frontend.port;
     node.start();
     const runningTransport = transport;
     let stopping: Promise<void> | null = null;
@@ -186,6 +235,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     };
   } catch (error) {
     await transport?.close();
+    frontend?.close();
     grpcServer?.forceShutdown();
     storage.close();
     throw error;
