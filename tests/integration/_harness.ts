@@ -37,14 +37,27 @@ export function scriptCommand(script: string): string[] {
   ];
 }
 
-/** Distinct free loopback ports (bound then released; the OS does not hand them out again at once). */
+/**
+ * Distinct free loopback ports (bound then released; the OS does not hand them out again at
+ * once) whose peer port (port + 10000, or port - 10000 above 65535: the server default) is
+ * free too, so a server started on one can also listen for its peers.
+ */
 export async function freePorts(count: number): Promise<number[]> {
-  const listeners = Array.from(
-    { length: count },
-    () => Deno.listen({ hostname: "127.0.0.1", port: 0 }),
-  );
-  const ports = listeners.map((listener) => (listener.addr as Deno.NetAddr).port);
-  for (const listener of listeners) listener.close();
+  const ports: number[] = [];
+  for (let attempt = 0; ports.length < count && attempt < 200; attempt++) {
+    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const port = (listener.addr as Deno.NetAddr).port;
+    const peerPort = port + 10_000 <= 65_535 ? port + 10_000 : port - 10_000;
+    try {
+      Deno.listen({ hostname: "127.0.0.1", port: peerPort }).close();
+      if (!ports.includes(port) && !ports.includes(peerPort)) ports.push(port);
+    } catch {
+      // The peer port is taken: try another.
+    } finally {
+      listener.close();
+    }
+  }
+  if (ports.length < count) throw new Error(`Cannot find ${count} free port pairs on 127.0.0.1`);
   await Promise.resolve();
   return ports;
 }

@@ -284,7 +284,8 @@ Deno.test({
 async function findPortRun(): Promise<[number, number]> {
   for (let attempt = 0; attempt < 50; attempt++) {
     const base = 20_000 + Math.floor(Math.random() * 30_000);
-    const ports = [base, base + 1, base + 2];
+    // The member ports and their peer ports (member port + 10000, the server default).
+    const ports = [base, base + 1, base + 2, base + 10_000, base + 10_001, base + 10_002];
     const opened: Deno.Listener[] = [];
     try {
       for (const port of ports) opened.push(Deno.listen({ hostname: "127.0.0.1", port }));
