@@ -155,6 +155,10 @@ export class Cluster {
       if (!node.hasReady()) continue;
       any = true;
       const ready = node.ready();
+      for (const message of ready.messagesBeforePersist) {
+        this.sent.push(message);
+        this.queue.push(message);
+      }
       const store = this.stores.get(id)!;
       if (ready.snapshot !== undefined) {
         store.snapshot = ready.snapshot;

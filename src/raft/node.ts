@@ -66,7 +66,8 @@ interface AwaitingAdvance {
  *
  * Caller's duties: call `tick()` at a steady rate; hand every received message to
  * `step()`; whenever `hasReady()` is true, take `ready()`, carry it out in the order its
- * documentation gives (persist, send, apply), then call `advance()`. `tick`, `step`,
+ * documentation gives (send the early appends, persist, send, apply), then call
+ * `advance()`, which also tells a leader that its entries are durable. `tick`, `step`,
  * `propose`, `readIndex` and the others may be called between `ready()` and `advance()`;
  * `ready()` may not.
  *
@@ -312,12 +313,14 @@ export class RaftNode {
     const snapshot = this.pendingSnapshot ?? undefined;
     const entries = this.log.unstableEntries();
     const committedEntries = this.committedEntriesToApply(snapshot);
+    const { messagesBeforePersist, messages } = this.splitMessages(hardState);
     const ready: Ready = {
       ...(softState === undefined ? {} : { softState }),
       ...(hardState === undefined ? {} : { hardState }),
       ...(snapshot === undefined ? {} : { snapshot }),
       entries,
-      messages: this.messages,
+      messagesBeforePersist,
+      messages,
       committedEntries,
       readStates: this.readStates,
       readFailures: this.readFailures,
@@ -336,13 +339,19 @@ export class RaftNode {
     return ready;
   }
 
-  /** Acknowledges that the last Ready was carried out (persisted, sent, applied). */
+  /**
+   * Acknowledges that the last Ready was carried out (persisted, sent, applied). Only now
+   * does a leader count its own copy of the Ready's entries toward a commit quorum.
+   */
   advance(): void {
     const awaiting = this.awaiting;
     invariant(awaiting !== null, "advance() called without a Ready");
     this.awaiting = null;
     if (awaiting.lastEntry !== undefined) {
       this.log.stableTo(awaiting.lastEntry.index, awaiting.lastEntry.term);
+      if (this.role === "leader" && this.progressOf(this.id).maybeUpdate(this.stableIndex())) {
+        this.maybeCommit();
+      }
     }
     if (awaiting.snapshot !== undefined) {
       this.log.applied = Math.max(this.log.applied, awaiting.snapshot.meta.index);
@@ -428,7 +437,9 @@ export class RaftNode {
     const next = this.log.lastIndex() + 1;
     for (const voter of this.voters) {
       const progress = new Progress(next, this.options.inflightAppendsMax);
-      if (voter === this.id) progress.match = this.log.lastIndex();
+      // Thesis §10.2.1: the leader counts only what its disk holds; the rest is counted
+      // when a Ready carrying it is advanced.
+      if (voter === this.id) progress.match = this.stableIndex();
       this.progress.set(voter, progress);
     }
     // §8: a new leader commits a blank entry of its term, which also commits everything
@@ -877,9 +888,9 @@ export class RaftNode {
 
   private appendEntry(kind: EntryKind, data: Uint8Array): Entry {
     const entry: Entry = { term: this.term, index: this.log.lastIndex() + 1, kind, data };
+    // The leader's own match advances when the entry is persisted (advance()), not here:
+    // its appends may go out before its disk write completes (Ready.messagesBeforePersist).
     this.log.append([entry]);
-    this.progressOf(this.id).maybeUpdate(entry.index);
-    this.maybeCommit();
     this.appendsPending = true;
     return entry;
   }
@@ -1145,6 +1156,36 @@ export class RaftNode {
     const previous = this.previousHardState;
     return previous.term !== this.term || previous.vote !== this.vote ||
       previous.commit !== this.log.committed;
+  }
+
+  /** Highest index of the log known durable (handed out in an advanced Ready, or restored). */
+  private stableIndex(): number {
+    return Math.min(this.log.unstableFrom - 1, this.log.lastIndex());
+  }
+
+  /**
+   * Splits the queued messages for a Ready: a leader's appends of its term may leave
+   * before the disk write (see {@link Ready}) unless this Ready changes the persisted term
+   * or vote, which every message of the term depends on.
+   */
+  private splitMessages(
+    hardState: HardState | undefined,
+  ): { messagesBeforePersist: Message[]; messages: Message[] } {
+    const all = this.messages;
+    const termOrVoteChanged = hardState !== undefined &&
+      (hardState.term !== this.previousHardState.term ||
+        hardState.vote !== this.previousHardState.vote);
+    if (this.role !== "leader" || termOrVoteChanged) {
+      return { messagesBeforePersist: [], messages: all };
+    }
+    const messagesBeforePersist: Message[] = [];
+    const messages: Message[] = [];
+    for (const message of all) {
+      const early = message.type === "append" && message.term === this.term &&
+        message.from === this.id;
+      (early ? messagesBeforePersist : messages).push(message);
+    }
+    return { messagesBeforePersist, messages };
   }
 
   private committedEntriesToApply(snapshot: Snapshot | undefined): Entry[] {

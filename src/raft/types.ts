@@ -116,6 +116,8 @@ export interface ReadState {
 
 /**
  * What the caller must do, in this order (the server loop and simulator follow it):
+ * 0. Send `messagesBeforePersist`. They may leave before, or while, steps 1 and 2 run
+ *    (thesis §10.2.1: the leader writes to its disk in parallel with replicating).
  * 1. If `snapshot` is set, persist it, replacing the log up to its index. The core hands
  *    out a snapshot only when its log does not hold the snapshot's last entry (same
  *    index and term), so no persisted entry after the index is valid either: discard
@@ -126,13 +128,30 @@ export interface ReadState {
  * 4. If `snapshot` is set, restore the state machine from it; then apply
  *    `committedEntries` in order.
  * 5. Answer `readStates` whose index is applied; fail `readFailures`.
- * 6. Call `advance()`.
+ * 6. Call `advance()`: it tells the core that `entries` are durable, and only then does
+ *    a leader count itself toward the quorum that commits them.
+ *
+ * Why step 0 is safe: a leader's own log only grows within its term, so its `append`
+ * messages promise nothing about its disk; the leader counts itself toward a commit
+ * quorum only for entries it has persisted (at `advance()`), and followers persist
+ * before they acknowledge. If the leader crashes before its write completes, the
+ * entries it lost may survive on followers, which is the ordinary case of a leader
+ * crashing with uncommitted entries. Everything whose meaning depends on this node's
+ * disk (votes and vote requests of a new term, responses to appends or heartbeats, read
+ * answers, heartbeats, snapshots) stays in `messages`.
  */
 export interface Ready {
   readonly softState?: SoftState;
   readonly hardState?: HardState;
   readonly snapshot?: Snapshot;
   readonly entries: readonly Entry[];
+  /**
+   * Only a leader's `append` messages of its current term, and only when this Ready
+   * does not change the persisted term or vote. May be sent before `entries` and
+   * `hardState` are durable (step 0). Empty otherwise.
+   */
+  readonly messagesBeforePersist: readonly Message[];
+  /** Sent only after `snapshot`, `entries` and `hardState` are durable (step 3). */
   readonly messages: readonly Message[];
   readonly committedEntries: readonly Entry[];
   readonly readStates: readonly ReadState[];

@@ -373,6 +373,12 @@ export class LockNode {
   }
 
   async #handleReady(ready: Ready): Promise<void> {
+    // 0. A leader's appends go out before its own save (thesis §10.2.1): the followers'
+    // fsyncs run in parallel with ours. The core counts our copy toward a commit only
+    // after advance(), so this costs no safety.
+    if (ready.messagesBeforePersist.length > 0) {
+      this.#options.transport.send(ready.messagesBeforePersist);
+    }
     // 1-2. Persist snapshot, entries and hard state in one durable save.
     await this.#persist(ready);
     // 3. Send.

@@ -21,6 +21,9 @@ interface Summary {
   snapshots: number;
   crashes: number;
   maxTerm: number;
+  slowWrites: number;
+  crashesBeforePersist: number;
+  commitsBeforeLeaderPersist: number;
 }
 
 function newSummary(): Summary {
@@ -34,6 +37,9 @@ function newSummary(): Summary {
     snapshots: 0,
     crashes: 0,
     maxTerm: 0,
+    slowWrites: 0,
+    crashesBeforePersist: 0,
+    commitsBeforeLeaderPersist: 0,
   };
 }
 
@@ -46,6 +52,9 @@ function add(summary: Summary, result: SimResult): void {
   summary.snapshots += result.stats.snapshotsInstalled;
   summary.crashes += result.stats.crashes;
   summary.maxTerm = Math.max(summary.maxTerm, result.stats.maxTerm);
+  summary.slowWrites += result.stats.slowWrites;
+  summary.crashesBeforePersist += result.stats.crashesBeforePersist;
+  summary.commitsBeforeLeaderPersist += result.stats.commitsBeforeLeaderPersist;
   if (!result.ok) summary.failures.push(result);
 }
 
@@ -150,7 +159,9 @@ export async function main(args: string[]): Promise<number> {
         (summary.steps / seconds).toFixed(0)
       } steps/s; totals: ${summary.steps} steps, ${summary.elections} elections, ` +
       `${summary.writes} acknowledged writes, ${summary.reads} reads, ${summary.snapshots} snapshot installs, ` +
-      `${summary.crashes} crashes, max term ${summary.maxTerm}`,
+      `${summary.crashes} crashes, max term ${summary.maxTerm}, ${summary.slowWrites} slow disk writes, ` +
+      `${summary.crashesBeforePersist} leader crashes between early appends and persist, ` +
+      `${summary.commitsBeforeLeaderPersist} commits before the leader's own persist`,
   );
   if (summary.failures.length > 0) {
     console.log(`failing seeds: ${summary.failures.map((failure) => failure.seed).join(" ")}`);

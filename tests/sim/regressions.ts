@@ -51,4 +51,17 @@ export const regressions: readonly Regression[] = [
     machine: "lock",
     note: "simulator: the lock command generator made a cancelWait with request id -1",
   },
+  {
+    seed: 76,
+    steps: 4000,
+    note: "checker, with slow disks: one write carried a vote granted in term 11 and a " +
+      "later term 13 (several steps while the write was in progress); the durability " +
+      "check now accepts a promise superseded by a later persisted term",
+  },
+  {
+    seed: 20052,
+    steps: 2000,
+    machine: "lock",
+    note: "checker, same cause as 76",
+  },
 ];

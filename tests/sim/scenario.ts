@@ -17,10 +17,12 @@
  * read 2 as r1
  * crash 2
  * restart 2
+ * disk hold 1            # 1's writes stay in progress (its early appends still leave)
+ * disk release 1         # completes the write in progress; a crash loses it instead
  * expect leader 1|none|one
  * expect role 2 follower
  * expect term 1 3
- * expect commit 1 5      # also: expect applied 1 5
+ * expect commit 1 5      # also: expect applied 1 5; expect disk 1 5 (last persisted index)
  * expect value 1 key value
  * expect read r1 served|failed|pending
  * ```
@@ -184,6 +186,11 @@ function runLine(simulation: Simulation, words: string[], fail: (reason: string)
     case "restart":
       simulation.restart(node(words[1]));
       return;
+    case "disk":
+      if (words[1] === "hold") simulation.holdDisk(node(words[2]));
+      else if (words[1] === "release") simulation.releaseDisk(node(words[2]));
+      else fail("disk needs hold or release");
+      return;
     case "expect":
       expect(simulation, words.slice(1), node, fail);
       return;
@@ -233,6 +240,12 @@ function expect(
     case "applied":
       check(simulation.node(node(words[1])).applied, words[2], `applied index of ${words[1]}`);
       return;
+    case "disk": {
+      const disk = simulation.node(node(words[1])).disk;
+      const last = (disk.snapshot?.meta.index ?? 0) + disk.entries.length;
+      check(last, words[2], `last persisted index of ${words[1]}`);
+      return;
+    }
     case "value":
       check(
         simulation.readValue(node(words[1]), words[2] ?? ""),

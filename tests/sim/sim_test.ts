@@ -217,3 +217,106 @@ Deno.test("scenario: lease reads serve without a round and stop on a deposed lea
     expect read late pending
   `);
 });
+
+Deno.test("scenario: followers commit a leader's entry before its own write; the leader crashes before persisting", () => {
+  // Thesis §10.2.1: the leader's appends leave while its disk write is in progress. A
+  // majority of followers persisted the entry, so it is committed even though the leader
+  // never wrote it, and it must survive the leader's crash.
+  const simulation = runScenario(`
+    nodes 3
+    campaign 1
+    stabilize
+    propose 1 a=1
+    tick 2
+    expect commit 1 2
+    disk hold 1
+    propose 1 b=2
+    stabilize
+    expect disk 1 2        # the leader's write of index 3 is still in progress
+    expect disk 2 3
+    expect disk 3 3
+    expect commit 1 3      # two followers persisted it: a majority, without the leader
+    expect applied 1 2     # nothing is applied before the Ready's write completes
+    crash 1                # the write in progress is lost
+    tick 40
+    expect leader one
+    expect role 1 follower
+    expect value 2 b 2
+    expect value 3 b 2
+    restart 1
+    expect disk 1 2
+    tick 5
+    expect value 1 b 2
+    expect disk 1 4        # b from the new leader, and its noop
+  `);
+  assert.equal(simulation.leaders().length, 1);
+  assert.notEqual(simulation.leaders()[0], "1");
+});
+
+Deno.test("scenario: a leader crashes before persisting an append only one follower got", () => {
+  const simulation = runScenario(`
+    nodes 3
+    campaign 1
+    stabilize
+    propose 1 a=1
+    tick 2
+    block 1>3
+    disk hold 1
+    propose 1 b=2
+    stabilize
+    expect disk 1 2
+    expect disk 2 3
+    expect disk 3 2
+    expect commit 1 2      # one follower is not a majority without the leader's own copy
+    crash 1
+    heal
+    tick 40
+    expect leader 2        # 3's log is behind 2's, so only 2 can win
+    expect value 3 b 2     # the new leader commits the entry with its noop (§5.4.2)
+    restart 1
+    tick 5
+    expect value 1 b 2
+  `);
+  assert.deepEqual(simulation.leaders(), ["2"]);
+});
+
+Deno.test("scenario: a leader's entry that reached no disk is lost and replaced safely", () => {
+  runScenario(`
+    nodes 3
+    campaign 1
+    stabilize
+    propose 1 a=1
+    tick 2
+    isolate 1
+    disk hold 1
+    propose 1 b=2          # the write is held
+    stabilize              # the appends are dropped
+    crash 1
+    heal
+    tick 40
+    expect leader one
+    propose leader c=3     # index 4 after the new leader's noop at 3
+    tick 2
+    restart 1
+    tick 5
+    expect value 1 b null
+    expect value 1 c 3
+    expect disk 1 4
+  `);
+});
+
+Deno.test("scenario: a leader alone with a slow disk commits only after its write", () => {
+  runScenario(`
+    nodes 1
+    stabilize
+    expect commit 1 1
+    disk hold 1
+    propose 1 a=1
+    expect commit 1 1
+    expect disk 1 1
+    disk release 1
+    expect disk 1 2
+    expect commit 1 2
+    expect value 1 a 1
+  `);
+});

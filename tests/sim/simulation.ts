@@ -16,7 +16,10 @@
  * - persisted state: term never decreases, a vote never changes within a term, the
  *   commit index never regresses and never passes the persisted log;
  * - durability: a granted vote and acknowledged entries are on disk before the message
- *   leaves, and only entries known committed on disk are applied;
+ *   leaves, and only entries known committed on disk are applied; only a leader's
+ *   appends of a term already on disk leave before the disk write (thesis §10.2.1), and
+ *   disks may be slow: the node keeps stepping messages and ticks while a write is in
+ *   progress, and a crash in that window loses the write;
  * - linearizable reads: a read index covers every write acknowledged (and every entry
  *   known committed) before the read started;
  * - with the lock state machine: mutual exclusion and strictly increasing fencing tokens;
@@ -109,9 +112,22 @@ export interface SimNode {
   pausedUntil: number;
   /** Ticks missed while paused; done in a burst on resume, as a monotonic clock would. */
   missedTicks: number;
+  /** A Ready whose disk write is in progress (slow or held disk); lost in a crash. */
+  pendingReady: Ready | null;
+  /** Identifies the write in progress, so a completion event of an older one is ignored. */
+  pendingWrite: number;
+  /** Manual mode: the disk holds every write until `releaseDisk`. */
+  diskHeld: boolean;
 }
 
-type EventKind = "tick" | "deliver" | "client" | "fault" | "leaderFault" | "resume";
+type EventKind =
+  | "tick"
+  | "deliver"
+  | "client"
+  | "fault"
+  | "leaderFault"
+  | "resume"
+  | "diskDone";
 
 interface SimEvent {
   readonly time: number;
@@ -146,6 +162,12 @@ export interface SimStats {
   compactions: number;
   transfers: number;
   calmPeriods: number;
+  /** Disk writes that stayed in progress while the node handled other events. */
+  slowWrites: number;
+  /** Crashes after a leader's early appends left but before its disk write. */
+  crashesBeforePersist: number;
+  /** A leader's write completed after its entries were already committed by followers. */
+  commitsBeforeLeaderPersist: number;
 }
 
 /** Options of one run. */
@@ -252,6 +274,10 @@ export class Simulation {
   private readonly faultIntervalMax: number;
   private readonly earlyLeaderFaultRate: number;
   private readonly clientIntervalMax: number;
+  /** Drawn per seed: the share of disk writes that take a while, and how long at most. */
+  private readonly slowDiskRate: number;
+  private readonly diskDelayMax: number;
+  private writeSequence = 0;
 
   private readonly trace: TraceRecord[] = [];
   private readonly traceLength: number;
@@ -275,6 +301,8 @@ export class Simulation {
     this.faultIntervalMax = this.random.pick([200, 500, 1000, 2000]);
     this.earlyLeaderFaultRate = this.random.pick([0, 0.1, 0.3]);
     this.clientIntervalMax = this.random.pick([30, 100, 300]);
+    this.slowDiskRate = this.manual ? 0 : this.random.pick([0, 0.2, 0.6, 1]);
+    this.diskDelayMax = this.random.pick([5, 20, 60]);
     this.ids = Array.from({ length: this.parameters.nodeCount }, (_, k) => String(k + 1));
     this.stats = {
       steps: 0,
@@ -292,6 +320,9 @@ export class Simulation {
       compactions: 0,
       transfers: 0,
       calmPeriods: 0,
+      slowWrites: 0,
+      crashesBeforePersist: 0,
+      commitsBeforeLeaderPersist: 0,
     };
     for (const [k, id] of this.ids.entries()) {
       const node: SimNode = {
@@ -311,6 +342,9 @@ export class Simulation {
         readsWaiting: [],
         pausedUntil: 0,
         missedTicks: 0,
+        pendingReady: null,
+        pendingWrite: 0,
+        diskHeld: false,
       };
       this.nodes.set(id, node);
     }
@@ -363,6 +397,10 @@ export class Simulation {
         break;
       case "resume":
         this.onResume(event.node!);
+        break;
+      case "diskDone":
+        // The write's id rides in the event's `term` field.
+        this.onDiskDone(event.node!, event.term!);
         break;
       case "leaderFault":
         this.onLeaderFault(event.node!, event.term!);
@@ -730,6 +768,8 @@ export class Simulation {
     node.up = false;
     node.pausedUntil = 0;
     node.missedTicks = 0;
+    node.pendingReady = null;
+    node.diskHeld = false; // It comes back with a working disk.
     node.raft = null;
     node.machine = null;
     node.writes.clear();
@@ -836,19 +876,26 @@ export class Simulation {
 
   /**
    * What a message promises must be on the sender's disk before it leaves (the Ready
-   * order): a granted vote, and the entries an append acknowledges.
+   * order): a granted vote, and the entries an append acknowledges. With a slow disk a
+   * Ready gathers what several steps produced, so a response of term t may leave after a
+   * later term was persisted in the same write; the later term supersedes the promise (the
+   * node can never vote in t again, and only a later leader rewrote its log).
    */
   private checkDurableBeforeSend(message: Message): void {
     const disk = this.node(message.from).disk;
     if (message.type === "voteResp" && message.reject !== true) {
-      if (disk.hardState.term !== message.term || disk.hardState.vote !== message.to) {
+      if (
+        disk.hardState.term < message.term ||
+        (disk.hardState.term === message.term && disk.hardState.vote !== message.to)
+      ) {
         throw new SimViolation(
           "durability",
           `node ${message.from} granted its vote in term ${message.term} to ${message.to} before persisting it`,
         );
       }
     } else if (
-      message.type === "appendResp" && message.reject !== true && message.index !== undefined
+      message.type === "appendResp" && message.reject !== true && message.index !== undefined &&
+      disk.hardState.term <= message.term
     ) {
       const last = (disk.snapshot?.meta.index ?? 0) + disk.entries.length;
       if (message.index > last) {
@@ -883,26 +930,121 @@ export class Simulation {
 
   // ------------------------------------------------------------------ Ready
 
-  /** Carries out every pending Ready of `node` in the documented order, checking as it goes. */
+  /**
+   * Carries out every pending Ready of `node` in the documented order, checking as it
+   * goes. A slow (or held) disk leaves the Ready's write in progress: its early messages
+   * are out, the rest waits for `diskDone` while the node keeps handling events.
+   */
   private processReady(node: SimNode): void {
     for (let round = 0; round < 1000 && node.up; round++) {
+      if (node.pendingReady !== null) return;
       const raft = node.raft!;
       if (!raft.hasReady()) return;
       const ready = raft.ready();
-      this.persist(node, ready);
-      // A crash here loses the messages and the application of this Ready, but not what
-      // is on disk.
-      if (!this.manual && this.phase === "chaos" && this.random.chance(0.0005)) {
+      this.sendBeforePersist(node, ready);
+      if (!this.manual && this.phase === "chaos" && this.random.chance(0.001)) {
+        // A crash before the disk write: any early appends are out, the write is lost.
+        if (ready.messagesBeforePersist.length > 0) this.stats.crashesBeforePersist++;
         this.crash(node.id);
         return;
       }
-      for (const message of ready.messages) this.send(message);
-      this.apply(node, ready);
-      raft.advance();
-      this.maybeCompact(node);
-      this.serveReads(node);
+      if (node.diskHeld || (this.slowDiskRate > 0 && this.random.chance(this.slowDiskRate))) {
+        node.pendingReady = ready;
+        node.pendingWrite = ++this.writeSequence;
+        this.stats.slowWrites++;
+        if (!node.diskHeld) {
+          this.schedule(
+            this.random.range(1, this.diskDelayMax),
+            "diskDone",
+            node.id,
+            undefined,
+            node.pendingWrite,
+          );
+        }
+        return;
+      }
+      this.finishReady(node, ready);
     }
     if (node.up) throw new SimViolation("simulator", `node ${node.id} keeps producing Readies`);
+  }
+
+  /** Step 0 of the Ready: only a leader's appends of a term already on disk may go early. */
+  private sendBeforePersist(node: SimNode, ready: Ready): void {
+    for (const message of ready.messagesBeforePersist) {
+      if (
+        message.type !== "append" || message.from !== node.id ||
+        message.term !== node.disk.hardState.term ||
+        (ready.hardState !== undefined && ready.hardState.term !== message.term)
+      ) {
+        throw new SimViolation(
+          "durability",
+          `node ${node.id} sends ${
+            describeMessage(message)
+          } before persisting (term on disk ${node.disk.hardState.term})`,
+        );
+      }
+      this.send(message);
+    }
+  }
+
+  /** Steps 1-6 of the Ready, once its disk write completes. */
+  private finishReady(node: SimNode, ready: Ready): void {
+    const raft = node.raft!;
+    this.persist(node, ready);
+    // A crash here loses the messages and the application of this Ready, but not what
+    // is on disk.
+    if (!this.manual && this.phase === "chaos" && this.random.chance(0.0005)) {
+      this.crash(node.id);
+      return;
+    }
+    for (const message of ready.messages) this.send(message);
+    this.apply(node, ready);
+    raft.advance();
+    this.maybeCompact(node);
+    this.serveReads(node);
+  }
+
+  /** A slow disk write completed (unless the node crashed or was paused meanwhile). */
+  private onDiskDone(id: NodeId, write: number): void {
+    const node = this.node(id);
+    const ready = node.pendingReady;
+    if (!node.up || ready === null || node.pendingWrite !== write) return;
+    if (this.now < node.pausedUntil) {
+      // The write is done, but the process runs again only then.
+      this.schedule(node.pausedUntil - this.now + 1, "diskDone", id, undefined, write);
+      return;
+    }
+    node.pendingReady = null;
+    const last = ready.entries[ready.entries.length - 1];
+    if (
+      ready.messagesBeforePersist.length > 0 && last !== undefined &&
+      node.raft!.status().commit >= last.index
+    ) {
+      this.stats.commitsBeforeLeaderPersist++;
+    }
+    this.finishReady(node, ready);
+    if (node.up) this.processReady(node);
+  }
+
+  /**
+   * Manual mode: from now on `id`'s disk writes stay in progress until `releaseDisk` (or
+   * a crash, which loses the write in progress).
+   */
+  holdDisk(id: NodeId): void {
+    this.node(id).diskHeld = true;
+    this.record("disk held", id);
+  }
+
+  /** Manual mode: completes `id`'s write in progress, if any, and stops holding. */
+  releaseDisk(id: NodeId): void {
+    const node = this.node(id);
+    node.diskHeld = false;
+    this.record("disk released", id);
+    const ready = node.pendingReady;
+    if (!node.up || ready === null) return;
+    node.pendingReady = null;
+    this.finishReady(node, ready);
+    if (node.up) this.processReady(node);
   }
 
   private persist(node: SimNode, ready: Ready): void {
