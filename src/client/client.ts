@@ -425,6 +425,7 @@ export class DlockClient implements AsyncDisposable {
 
   async #release(handle: LockHandle): Promise<void> {
     if (handle.released) return;
+    this.#checkLease();
     if (handle.signal.aborted) {
       throw new NotHolderError(`Cannot release ${handle.name} as the lock was lost`, {
         cause: handle.signal.reason,
@@ -461,6 +462,7 @@ export class DlockClient implements AsyncDisposable {
     if (handle.released) {
       throw new NotHolderError(`Cannot append to ${file} as the lock ${handle.name} was released`);
     }
+    this.#checkLease();
     if (handle.signal.aborted) {
       throw new NotHolderError(`Cannot append to ${file} as the lock ${handle.name} was lost`, {
         cause: handle.signal.reason,
@@ -527,6 +529,9 @@ export class DlockClient implements AsyncDisposable {
   }
 
   #assertOpen(action: string): void {
+    // Check the lease now, not only on the watchdog's next turn: a process resumed after a
+    // pause (SIGSTOP, a long GC) must not send one more operation on a lease it lost.
+    this.#checkLease();
     if (this.#state === "open") return;
     if (this.#state === "lost") {
       throw new SessionExpiredError(

@@ -164,3 +164,30 @@ Deno.test({
     assert.ok(elapsedMs >= 600 && elapsedMs < 5_000, `gave up after ${elapsedMs} ms`);
   },
 });
+
+Deno.test({
+  name: "an operation after a pause past the lease fails locally, before anything is sent",
+  ...sanitize,
+  async fn() {
+    const cluster = await FakeClusterWorker.start(1);
+    try {
+      const client = await connect(cluster.addresses, { name: "sleeper", ttlMs: 1_000 });
+      try {
+        const lock = await client.acquire("x");
+        // Block this event loop for longer than the lease (0.75 × TTL), as SIGSTOP or a long
+        // GC pause would: no watchdog timer can run meanwhile.
+        const until = performance.now() + 900;
+        while (performance.now() < until) { /* paused */ }
+        // The very next operation sees the lease is gone, without waiting for the watchdog.
+        assert.equal(lock.signal.aborted, false, "no timer ran during the pause");
+        await assert.rejects(() => lock.append("f", "late write"), NotHolderError);
+        assert.equal(lock.signal.aborted, true);
+        assert.ok(client.signal.reason instanceof SessionExpiredError);
+      } finally {
+        await client.close().catch(() => {});
+      }
+    } finally {
+      await cluster.stop();
+    }
+  },
+});
