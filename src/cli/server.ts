@@ -41,6 +41,9 @@ Options:
   --peer-port-offset N   Raft traffic between servers uses TCP port (member port + N),
                          or (member port - N) above 65535; same N on every server
                          (default 10000)
+  --peer-transport KIND  tcp (default): Raft frames over TCP on the peer port; or grpc:
+                         a gRPC stream per peer on the member port (exposed to a Deno
+                         2.9.6 HTTP/2 abort, denoland/deno#36788); same on every server
   --snapshot-entries N   applied entries between snapshots that compact the log
                          (default ${limits.logEntriesBeforeSnapshot})
   --log-format FORMAT    text (default) or json (one object per line)
@@ -61,6 +64,7 @@ export interface ServerArgs {
   electionMs: number;
   snapshotEntries: number;
   peerPortOffset: number;
+  peerTransport: "tcp" | "grpc";
   logFormat: LogFormat;
   logLevel: LogLevel;
 }
@@ -120,6 +124,7 @@ export function parseServerArgs(args: string[]): ServerArgs {
       "election-ms": { type: "string" },
       "snapshot-entries": { type: "string" },
       "peer-port-offset": { type: "string" },
+      "peer-transport": { type: "string" },
       "log-format": { type: "string" },
       "log-level": { type: "string" },
       help: { type: "boolean", short: "h" },
@@ -158,6 +163,10 @@ export function parseServerArgs(args: string[]): ServerArgs {
       `Cannot start with ${members.length} members: use an odd number (1, 3, 5, 7) so a majority survives failures`,
     );
   }
+  const peerTransport = values["peer-transport"] ?? "tcp";
+  if (peerTransport !== "tcp" && peerTransport !== "grpc") {
+    throw new UsageError(`Cannot use --peer-transport ${peerTransport}: use tcp or grpc`);
+  }
   const logFormat = values["log-format"] ?? "text";
   if (!(logFormats as readonly string[]).includes(logFormat)) {
     throw new UsageError(`Cannot use --log-format ${logFormat}: use text or json`);
@@ -188,6 +197,7 @@ export function parseServerArgs(args: string[]): ServerArgs {
       limits.logEntriesBeforeSnapshot,
     ),
     peerPortOffset: positiveInteger(values["peer-port-offset"], "--peer-port-offset", 10_000),
+    peerTransport,
     logFormat: logFormat as LogFormat,
     logLevel: logLevel as LogLevel,
   };
@@ -219,6 +229,7 @@ export async function run(args: string[]): Promise<number> {
       electionMs: parsed.electionMs,
       logEntriesBeforeSnapshot: parsed.snapshotEntries,
       peerPortOffset: parsed.peerPortOffset,
+      peerTransport: parsed.peerTransport,
       ...(parsed.sessionTtlMs === null ? {} : { defaultSessionTtlMs: parsed.sessionTtlMs }),
       logger,
     });
@@ -234,7 +245,9 @@ export async function run(args: string[]): Promise<number> {
   }
   const peer = peerAddressOf(parsed.self, parsed.peerPortOffset);
   logger.info(`serving on ${parsed.self}`, {
-    peers: `${peer.hostname}:${peer.port}`,
+    peers: parsed.peerTransport === "grpc"
+      ? `gRPC on ${parsed.self}`
+      : `${peer.hostname}:${peer.port}`,
     dataDir: parsed.dataDir,
     members: parsed.members.join(","),
     filewriter: parsed.filewriter,

@@ -16,7 +16,9 @@ import type { Logger } from "../log.ts";
 import { RaftNode } from "../raft/mod.ts";
 import type { NodeId } from "../raft/types.ts";
 import { KvLogStorage } from "../storage/mod.ts";
+import { GrpcTransport } from "../transport/grpc.ts";
 import { peerAddressOf, TcpTransport } from "../transport/tcp.ts";
+import type { Transport } from "../transport/types.ts";
 import { loadService } from "../transport/proto.ts";
 import { clusterIdOf } from "./cluster_id.ts";
 import { LockNode } from "./node.ts";
@@ -43,6 +45,14 @@ export interface ServerConfig {
   readonly logEntriesBeforeSnapshot?: number;
   /** Peer port = client port + this (default 10000); the same on every server. */
   readonly peerPortOffset?: number;
+  /**
+   * How Raft messages travel between servers (the same on every server): "tcp" (default),
+   * length-prefixed frames on the peer port; or "grpc", a client stream per peer on the
+   * member port. "grpc" is exposed to denoland/deno#36788 (Deno 2.9.6 aborts inside
+   * nghttp2 when an HTTP/2 session processes a GOAWAY, e.g. after a peer's kill -9 under
+   * load), which is why it is not the default.
+   */
+  readonly peerTransport?: "tcp" | "grpc";
   /** Called when the node hits an unrecoverable error (default: log and exit 1). */
   readonly onFatal?: (error: unknown) => void;
 }
@@ -106,7 +116,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     nodeId: config.self,
   });
   let grpcServer: grpc.Server | null = null;
-  let transport: TcpTransport | null = null;
+  let transport: Transport | null = null;
   let frontend: ClientFrontend | null = null;
   try {
     const restored = await storage.load();
@@ -134,13 +144,21 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
       "grpc.http2.min_ping_interval_without_data_ms": 5_000,
     });
     try {
-      transport = new TcpTransport({
-        self: config.self,
-        peers: members.filter((member) => member !== config.self),
-        clusterId,
-        logger: logger.child({ component: "transport" }),
-        ...(config.peerPortOffset === undefined ? {} : { peerPortOffset: config.peerPortOffset }),
-      });
+      transport = config.peerTransport === "grpc"
+        ? new GrpcTransport({
+          self: config.self,
+          peers: members.filter((member) => member !== config.self),
+          clusterId,
+          server: grpcServer,
+          logger: logger.child({ component: "transport" }),
+        })
+        : new TcpTransport({
+          self: config.self,
+          peers: members.filter((member) => member !== config.self),
+          clusterId,
+          logger: logger.child({ component: "transport" }),
+          ...(config.peerPortOffset === undefined ? {} : { peerPortOffset: config.peerPortOffset }),
+        });
     } catch (error) {
       const peer = peerAddressOf(config.self, config.peerPortOffset);
       throw new Error(
