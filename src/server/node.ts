@@ -211,6 +211,8 @@ export class LockNode {
   #snapshotIndex: number;
   /** The latest snapshot taken, used for the next compaction. */
   #heldSnapshot: Snapshot | null = null;
+  /** The compaction being persisted (at most one at a time; it never rejects), or null. */
+  #compacting: Promise<void> | null = null;
   /** Index of the new leader's first entry; reads wait until it is applied. */
   #leaderStartIndex = Infinity;
   #latestHardState: HardState | null = null;
@@ -596,8 +598,15 @@ export class LockNode {
    * and compacts the log with the PREVIOUS snapshot: the log then always keeps at least
    * that many entries behind the applied index, so a follower a little behind catches
    * up with entries instead of a whole snapshot after every compaction.
+   *
+   * The compaction is persisted in the background, not awaited by the loop: the store
+   * runs it in small steps between the loop's saves (see
+   * `KvLogStorage.saveSnapshotAndCompact`), so appends are not held up for the whole
+   * snapshot. At most one is in flight; no snapshot is taken meanwhile. Its failure stops
+   * the node through `onFatal`, as a failed save does; {@link LockNode.stop} waits for it.
    */
-  async #maybeSnapshot(): Promise<void> {
+  #maybeSnapshot(): void {
+    if (this.#compacting !== null) return;
     const every = this.#options.logEntriesBeforeSnapshot ?? limits.logEntriesBeforeSnapshot;
     if (this.#appliedIndex - this.#snapshotIndex < every) return;
     const startedMs = performance.now();
@@ -609,17 +618,36 @@ export class LockNode {
       },
       data: this.#machine.snapshot(),
     };
+    const encodedMs = performance.now() - startedMs;
     this.#snapshotIndex = taken.meta.index;
     const previous = this.#heldSnapshot;
     this.#heldSnapshot = taken;
     if (previous === null) return;
     this.#raft.compact(previous);
-    await this.#options.storage.saveSnapshotAndCompact(previous);
-    this.#log.debug("compacted the log with a snapshot", {
-      index: previous.meta.index,
-      bytes: previous.data.byteLength,
-      ms: Math.round(performance.now() - startedMs),
-    });
+    const persistStartedMs = performance.now();
+    this.#compacting = this.#options.storage.saveSnapshotAndCompact(previous).then(
+      () => {
+        this.#compacting = null;
+        this.#log.debug("compacted the log with a snapshot", {
+          index: previous.meta.index,
+          bytes: previous.data.byteLength,
+          encodeMs: Math.round(encodedMs),
+          persistMs: Math.round(performance.now() - persistStartedMs),
+        });
+      },
+      (error: unknown) => {
+        this.#compacting = null;
+        if (this.#stopped) {
+          // Stopping already (a failed save stopped the node, or stop() was called).
+          this.#log.warn("a compaction failed while the node was stopping", { error });
+          return;
+        }
+        this.#stopped = true;
+        clearInterval(this.#tickTimer);
+        this.#log.error("cannot continue: persisting a snapshot failed", { error });
+        this.#options.onFatal(error);
+      },
+    );
   }
 
   // ---------------------------------------------------------------- timers
@@ -1027,6 +1055,7 @@ export class LockNode {
     this.#stopped = true;
     clearInterval(this.#tickTimer);
     await this.#idle;
+    await this.#compacting;
     this.#role = "follower";
     this.#lostLeadership();
     for (const proposal of this.#proposalQueue) {

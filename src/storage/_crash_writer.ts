@@ -11,6 +11,13 @@
  * stores a 3 MiB snapshot whose bytes derive from its index, alternating local compaction
  * and installation (as from a leader). Prints `snapshot <index>` after each.
  *
+ * `deno run -A --unstable-kv _crash_writer.ts interleaved <dataDir>`: saves batches of 20
+ * entries (each entry's data holds its index) while a compaction with a 3 MiB snapshot
+ * persists in the background, so that the saves go between its steps; every third round
+ * a snapshot from a leader is installed in the middle (beyond the log, in a new term),
+ * racing the compaction. Prints `saved <lastIndex>`, `compacted <index>` and
+ * `installed <index>` as each resolves.
+ *
  * @module
  */
 
@@ -53,6 +60,66 @@ export function snapshotData(index: number): Uint8Array {
   new DataView(data.buffer).setFloat64(0, index);
   for (let i = 8; i < data.length; i += 4096) data[i] = (index + i / 4096) & 0xff;
   return data;
+}
+
+/** Entry data in `interleaved` mode: the entry's index, then filler. */
+export function indexedEntryData(index: number): Uint8Array {
+  const data = new Uint8Array(40).fill(index & 0xff);
+  new DataView(data.buffer).setFloat64(0, index);
+  return data;
+}
+
+/** Reads back the index {@link indexedEntryData} wrote. */
+export function parseIndexedEntryData(data: Uint8Array): number {
+  return new DataView(data.buffer, data.byteOffset, data.byteLength).getFloat64(0);
+}
+
+async function writeInterleaved(storage: KvLogStorage): Promise<never> {
+  const restored = await storage.load();
+  let lastIndex = restored.entries.at(-1)?.index ?? restored.snapshot?.meta.index ?? 0;
+  let term = restored.hardState.term + 1;
+  const saveBatch = async (): Promise<void> => {
+    const entries: Entry[] = [];
+    for (let i = 1; i <= 20; i++) {
+      entries.push({
+        index: lastIndex + i,
+        term,
+        kind: "normal",
+        data: indexedEntryData(lastIndex + i),
+      });
+    }
+    await storage.save({ hardState: { term, vote: null, commit: lastIndex }, entries });
+    lastIndex += 20;
+    console.log(`saved ${lastIndex}`);
+  };
+  for (let round = 0;; round++) {
+    await saveBatch();
+    // Compact at the last entry, which this run wrote in this term; not awaited.
+    const index = lastIndex;
+    const compaction = storage.saveSnapshotAndCompact({
+      meta: { index, term, voters: ["n1"] },
+      data: snapshotData(index),
+    }).then(() => console.log(`compacted ${index}`));
+    const saves = 6 + round % 11;
+    for (let i = 0; i < saves; i++) {
+      await saveBatch();
+      if (round % 3 === 2 && i === round % 7) {
+        term++;
+        const installed = lastIndex + 30;
+        await storage.save({
+          snapshot: {
+            meta: { index: installed, term, voters: ["n1"] },
+            data: snapshotData(installed),
+          },
+          hardState: { term, vote: null, commit: installed },
+          entries: [],
+        });
+        lastIndex = installed;
+        console.log(`installed ${installed}`);
+      }
+    }
+    await compaction;
+  }
 }
 
 async function writeBatches(storage: KvLogStorage): Promise<never> {
@@ -144,11 +211,18 @@ async function writeSnapshots(storage: KvLogStorage): Promise<never> {
 
 if (import.meta.main) {
   const [mode, dataDir] = Deno.args;
-  if (dataDir === undefined || (mode !== "batches" && mode !== "snapshots")) {
-    console.error("usage: _crash_writer.ts batches|snapshots <dataDir>");
+  const writers = {
+    batches: writeBatches,
+    snapshots: writeSnapshots,
+    interleaved: writeInterleaved,
+  } as const;
+  if (
+    dataDir === undefined || !(mode === "batches" || mode === "snapshots" || mode === "interleaved")
+  ) {
+    console.error("usage: _crash_writer.ts batches|snapshots|interleaved <dataDir>");
     Deno.exit(2);
   }
   const storage = await KvLogStorage.open({ dataDir, clusterId: "crash", nodeId: "n1" });
   console.log("ready");
-  await (mode === "batches" ? writeBatches(storage) : writeSnapshots(storage));
+  await writers[mode](storage);
 }

@@ -8,7 +8,13 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { RestoredState } from "../raft/types.ts";
 import { kvFileName, KvLogStorage } from "./mod.ts";
-import { batchSize, bigBatchEntries, parseBatchEntryData, snapshotData } from "./_crash_writer.ts";
+import {
+  batchSize,
+  bigBatchEntries,
+  parseBatchEntryData,
+  parseIndexedEntryData,
+  snapshotData,
+} from "./_crash_writer.ts";
 
 const writerPath = new URL("./_crash_writer.ts", import.meta.url).pathname;
 const killsPerTest = 6;
@@ -30,7 +36,7 @@ function deadline<T>(promise: Promise<T>, ms: number, what: string): Promise<T> 
  * SIGKILL, and returns every line it printed.
  */
 async function runAndKill(
-  mode: "batches" | "snapshots",
+  mode: "batches" | "snapshots" | "interleaved",
   dataDir: string,
   writeMs: number,
   afterProgress: boolean,
@@ -230,6 +236,55 @@ Deno.test("kill -9 while big snapshots are switched: the old or the new snapshot
       }
     }
     assert.ok(acknowledged > 0, "the writer never finished a snapshot");
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+/** The last number printed on a line starting with `prefix`, or 0. */
+function lastReported(lines: readonly string[], prefix: string): number {
+  return Number(lines.filter((line) => line.startsWith(prefix)).at(-1)?.split(" ")[1] ?? 0);
+}
+
+Deno.test("kill -9 while saves go between the steps of compactions and installs race them", async () => {
+  const root = await Deno.makeTempDir({ prefix: "dlock_crash_" });
+  try {
+    const dataDir = join(root, "data");
+    let compactions = 0;
+    for (let kill = 0; kill < killsPerTest; kill++) {
+      const lines = await runAndKill("interleaved", dataDir, 100 + Math.random() * 400, true);
+      compactions += lines.filter((line) => line.startsWith("compacted ")).length;
+      const restored = await loadStore(dataDir);
+      const snapshotIndex = restored.snapshot?.meta.index ?? 0;
+      const lastIndex = restored.entries.at(-1)?.index ?? snapshotIndex;
+      const saved = lastReported(lines, "saved ");
+      assert.ok(lastIndex >= saved, `saved up to ${saved} but the log ends at ${lastIndex}`);
+      const acknowledgedSnapshot = Math.max(
+        lastReported(lines, "compacted "),
+        lastReported(lines, "installed "),
+      );
+      assert.ok(
+        snapshotIndex >= acknowledgedSnapshot,
+        `snapshot ${acknowledgedSnapshot} was acknowledged but the store has ${snapshotIndex}`,
+      );
+      for (const entry of restored.entries) {
+        assert.equal(parseIndexedEntryData(entry.data), entry.index, "an entry is misplaced");
+      }
+      if (restored.snapshot !== null) {
+        assertSnapshotData(snapshotIndex, restored.snapshot.data);
+        assert.ok(
+          restored.entries.length === 0 || restored.entries[0]!.index === snapshotIndex + 1,
+        );
+      }
+      const keys = await rawKeys(dataDir);
+      const chunkIds = new Set(
+        keys.filter((key) => key[0] === "snapshotChunk").map((key) => key[1]),
+      );
+      assert.ok(chunkIds.size <= 1, `chunks of ${chunkIds.size} snapshots remain`);
+      const lowestLogIndex = keys.find((key) => key[0] === "log")?.[1];
+      assert.ok(lowestLogIndex === undefined || Number(lowestLogIndex) > snapshotIndex);
+    }
+    assert.ok(compactions > 0, "the writer never finished a compaction");
   } finally {
     await Deno.remove(root, { recursive: true });
   }

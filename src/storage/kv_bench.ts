@@ -4,6 +4,7 @@
  * one save per Ready, so this bounds its throughput).
  *
  * Run: `deno run -A --unstable-kv src/storage/kv_bench.ts [--dir <parent dir>] [--quick]`
+ * (`--during-snapshot`: only the longest save latency while a snapshot persists)
  * (the store goes in a temp dir under `--dir`, default the system temp dir; use the disk
  * the data directory will live on).
  *
@@ -146,6 +147,76 @@ async function benchSnapshot(
   return results;
 }
 
+/**
+ * The longest `save()` latency while a snapshot of `megabytes` MiB is persisted with a
+ * compaction of `compactedEntries` entries: a writer keeps saving 20 entries of 100 B
+ * (about one Ready under load) back to back, as the Raft loop does, during the whole
+ * saveSnapshotAndCompact; for comparison, the same writer's 200 saves before it.
+ */
+async function benchSavesDuringSnapshot(
+  dir: string,
+  megabytes: number,
+  compactedEntries: number,
+): Promise<string> {
+  const dataDir = join(dir, `during-${compactedEntries}`);
+  const storage = await KvLogStorage.open({ dataDir, clusterId: "bench", nodeId: "n1" });
+  const data = new Uint8Array(megabytes * 1024 * 1024);
+  for (let i = 0; i < data.length; i += 997) data[i] = i & 0xff;
+  try {
+    let next = 1;
+    while (next <= compactedEntries + 1_000) {
+      await storage.save({
+        hardState: { term: 1, vote: null, commit: next - 1 },
+        entries: entriesFrom(next, 900, 100),
+      });
+      next += 900;
+    }
+    const baselineMs: number[] = [];
+    for (let i = 0; i < 200; i++) {
+      const started = performance.now();
+      await storage.save({
+        hardState: { term: 1, vote: null, commit: next - 1 },
+        entries: entriesFrom(next, 20, 100),
+      });
+      baselineMs.push(performance.now() - started);
+      next += 20;
+    }
+    baselineMs.sort((a, b) => a - b);
+    let done = false;
+    const latenciesMs: number[] = [];
+    const writer = (async () => {
+      while (!done) {
+        const started = performance.now();
+        await storage.save({
+          hardState: { term: 1, vote: null, commit: next - 1 },
+          entries: entriesFrom(next, 20, 100),
+        });
+        latenciesMs.push(performance.now() - started);
+        next += 20;
+      }
+    })();
+    const started = performance.now();
+    await storage.saveSnapshotAndCompact({
+      meta: { index: compactedEntries, term: 1, voters: ["n1"] },
+      data,
+    });
+    const snapshotMs = performance.now() - started;
+    done = true;
+    await writer;
+    latenciesMs.sort((a, b) => a - b);
+    const median = latenciesMs[Math.floor(latenciesMs.length / 2)] ?? 0;
+    const longest = latenciesMs.at(-1) ?? 0;
+    return `saves during a ${megabytes} MiB snapshot + compaction of ${compactedEntries} entries: ` +
+      `snapshot ${snapshotMs.toFixed(0)} ms, ${latenciesMs.length} saves, median ${
+        median.toFixed(1)
+      } ms, longest ${longest.toFixed(1)} ms (without a snapshot: median ${
+        (baselineMs[100] ?? 0).toFixed(1)
+      } ms, longest ${(baselineMs.at(-1) ?? 0).toFixed(1)} ms)`;
+  } finally {
+    storage.close();
+  }
+}
+
 function print(result: Result): void {
   const perSecond = result.operations / result.seconds;
   const entriesPerSecond = result.entries > 0
@@ -161,7 +232,11 @@ function print(result: Result): void {
 if (import.meta.main) {
   const { values } = parseArgs({
     args: Deno.args,
-    options: { dir: { type: "string" }, quick: { type: "boolean", default: false } },
+    options: {
+      dir: { type: "string" },
+      quick: { type: "boolean", default: false },
+      "during-snapshot": { type: "boolean", default: false },
+    },
   });
   const scale = values.quick ? 0.2 : 1;
   const dir = await Deno.makeTempDir({
@@ -170,13 +245,19 @@ if (import.meta.main) {
   });
   console.log(`Deno ${Deno.version.deno}, store under ${dir}`);
   try {
-    print(await benchRawKv(dir, Math.round(1000 * scale), 1));
-    print(await benchRawKv(dir, Math.round(2000 * scale), 8));
-    print(await benchSaves(dir, "single", Math.round(1000 * scale), 1, 100));
-    print(await benchSaves(dir, "batch100", Math.round(300 * scale), 100, 100));
-    print(await benchSaves(dir, "batch900", Math.round(50 * scale), 900, 100));
-    print(await benchSaves(dir, "batch1024", Math.round(50 * scale), 1024, 100));
-    for (const result of await benchSnapshot(dir, 10, 10_000)) print(result);
+    if (values["during-snapshot"]) {
+      for (const compacted of [10_000, 50_000, 100_000]) {
+        console.log(await benchSavesDuringSnapshot(dir, 3, compacted));
+      }
+    } else {
+      print(await benchRawKv(dir, Math.round(1000 * scale), 1));
+      print(await benchRawKv(dir, Math.round(2000 * scale), 8));
+      print(await benchSaves(dir, "single", Math.round(1000 * scale), 1, 100));
+      print(await benchSaves(dir, "batch100", Math.round(300 * scale), 100, 100));
+      print(await benchSaves(dir, "batch900", Math.round(50 * scale), 900, 100));
+      print(await benchSaves(dir, "batch1024", Math.round(50 * scale), 1024, 100));
+      for (const result of await benchSnapshot(dir, 10, 10_000)) print(result);
+    }
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

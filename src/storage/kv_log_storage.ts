@@ -48,6 +48,14 @@ export const kvFileName = "raft.kv";
 /** Name of the lock file that keeps a second process from opening the same store. */
 export const lockFileName = "raft.lock";
 
+/**
+ * Snapshot chunks (64 KiB each) written per commit by {@link KvLogStorage.saveSnapshotAndCompact};
+ * each commit is its own step, so that saves called meanwhile wait for one step at most.
+ */
+export const snapshotChunksPerStep = 4;
+/** Keys deleted per commit (one step) after a compaction. */
+export const compactionDeletesPerStep = 256;
+
 /** Options of {@link KvLogStorage.open}. */
 export interface KvLogStorageOptions {
   /** The server's data directory; created if missing. */
@@ -90,6 +98,8 @@ export class KvLogStorage {
   readonly #context: ScanContext;
   #hardState: HardState;
   #snapshotRecord: SnapshotRecord | null;
+  /** Id of the next snapshot written; ids are never reused while the store is open. */
+  #nextSnapshotId: bigint;
   #lastIndex: number;
   #restoredAtOpen: RestoredState | null;
   #tail: Promise<void> = Promise.resolve();
@@ -109,6 +119,7 @@ export class KvLogStorage {
     this.#context = context;
     this.#hardState = restored.hardState;
     this.#snapshotRecord = snapshotRecord;
+    this.#nextSnapshotId = (snapshotRecord?.id ?? 0n) + 1n;
     this.#lastIndex = lastIndex;
     this.#restoredAtOpen = restored;
   }
@@ -183,8 +194,9 @@ export class KvLogStorage {
         0,
       );
     }
-    const units = scanned.leftoverKeys.map((key): Unit => [{ type: "delete", key }]);
-    for (const mutations of packUnits(units, emptyCost)) await commit(kv, mutations);
+    for (const mutations of packUnits(deletionUnits(scanned.leftoverKeys), emptyCost)) {
+      await commit(kv, mutations);
+    }
     return new KvLogStorage(
       kv,
       lockFile,
@@ -253,15 +265,88 @@ export class KvLogStorage {
    * `snapshot.meta.index`; entries after it stay. Written under a new id and switched to
    * in one commit; the replaced snapshot's chunks are deleted after the switch.
    *
-   * @throws {StorageError} when a write fails.
+   * Runs as a sequence of small steps, each one operation in the store's queue (a commit
+   * of {@link snapshotChunksPerStep} chunks, the switch, a commit of
+   * {@link compactionDeletesPerStep} deletions): each step is queued only when the one
+   * before it is done, so operations called meanwhile (saves) run between the steps
+   * instead of waiting for the whole snapshot. The chunks go under an id nothing refers to
+   * and the deleted keys are dead for good after the switch (the snapshot index never
+   * decreases), so the steps touch nothing the saves in between read or write. A snapshot
+   * stored meanwhile by {@link KvLogStorage.save} (installed from a leader) at or beyond
+   * this one's index supersedes it: this one is then not switched to, and its chunks are
+   * deleted. Resolves once every step is done; a failed step fails the store as a failed
+   * save does.
+   *
+   * @throws {StorageError} when a write fails, or the store was closed before the last step.
    * @throws {Error} "InvariantError" when the snapshot is older than the stored one, or its
    * term differs from the log's at its index: a programming error.
    */
-  saveSnapshotAndCompact(snapshot: Snapshot): Promise<void> {
-    return this.#run("save a snapshot", async () => {
+  async saveSnapshotAndCompact(snapshot: Snapshot): Promise<void> {
+    const operation = "save a snapshot";
+    const { data, meta } = snapshot;
+    const { id, basedOn } = await this.#run(operation, async () => {
       this.#restoredAtOpen = null;
-      await this.#storeSnapshot(snapshot, null);
+      await this.#checkSnapshot(snapshot, null);
+      return { id: this.#nextSnapshotId++, basedOn: this.#snapshotRecord };
     });
+    const chunkCount = Math.ceil(data.length / kvLimits.valueBytesMax);
+    let crc = crc32Start;
+    for (let first = 0; first < chunkCount; first += snapshotChunksPerStep) {
+      const mutations: Mutation[] = [];
+      for (
+        let chunk = first;
+        chunk < Math.min(first + snapshotChunksPerStep, chunkCount);
+        chunk++
+      ) {
+        const bytes = data.slice(
+          chunk * kvLimits.valueBytesMax,
+          (chunk + 1) * kvLimits.valueBytesMax,
+        );
+        crc = crc32Update(crc, bytes);
+        mutations.push({ type: "set", key: snapshotChunkKey(id, chunk), value: bytes });
+      }
+      await this.#run(operation, () => commit(this.#kv, mutations));
+    }
+    const record: SnapshotRecord = {
+      id,
+      index: meta.index,
+      term: meta.term,
+      voters: [...meta.voters],
+      byteLength: data.length,
+      chunkCount,
+      crc32: crc32Finish(crc),
+    };
+    const garbage = await this.#run(operation, async () => {
+      const current = this.#snapshotRecord;
+      if (current !== basedOn && meta.index <= this.#snapshotIndex) {
+        // Superseded by a snapshot installed meanwhile: never switched to.
+        return { logBelow: 0, chunks: chunkKeysOf(record) };
+      }
+      await this.#checkSnapshot(snapshot, null);
+      await this.#deleteKeys(await this.#switchSnapshot(record, null));
+      return { logBelow: meta.index + 1, chunks: current === null ? [] : chunkKeysOf(current) };
+    });
+    // The log keys up to the snapshot's index: listed step by step (a snapshot installed
+    // meanwhile may have deleted some already).
+    for (let more = garbage.logBelow > 1; more;) {
+      more = await this.#run(operation, async () => {
+        let keys = await this.#listLogKeys(1, garbage.logBelow, compactionDeletesPerStep);
+        const full = keys.length === compactionDeletesPerStep;
+        if (full) {
+          // An entry's keys go in one commit (a crash must not leave overflow parts
+          // without the ones before them): the last entry listed waits for the next step.
+          const last = indexOfLogKey(keys.at(-1)!);
+          const whole = keys.filter((key) => indexOfLogKey(key) !== last);
+          keys = whole.length > 0 ? whole : await this.#listLogKeys(last, last + 1);
+        }
+        await this.#deleteKeys(keys);
+        return full;
+      });
+    }
+    for (let first = 0; first < garbage.chunks.length; first += compactionDeletesPerStep) {
+      const keys = garbage.chunks.slice(first, first + compactionDeletesPerStep);
+      await this.#run(operation, () => this.#deleteKeys(keys));
+    }
   }
 
   /**
@@ -399,9 +484,23 @@ export class KvLogStorage {
    * when installing a snapshot from the leader (save) and null when compacting after a
    * local snapshot.
    */
-  async #storeSnapshot(snapshot: Snapshot, hardState: HardState | null): Promise<void> {
-    const { index, term } = snapshot.meta;
+  async #storeSnapshot(snapshot: Snapshot, hardState: HardState): Promise<void> {
+    await this.#checkSnapshot(snapshot, hardState);
     const previous = this.#snapshotRecord;
+    const record = await this.#writeChunks(this.#nextSnapshotId++, snapshot);
+    const leftovers = await this.#switchSnapshot(record, hardState);
+    leftovers.push(...await this.#listLogKeys(1, snapshot.meta.index + 1));
+    if (previous !== null) leftovers.push(...chunkKeysOf(previous));
+    await this.#deleteKeys(leftovers);
+  }
+
+  /**
+   * Checks that `snapshot` may replace the stored one. `hardState` is given when
+   * installing a snapshot from the leader (save) and null when compacting after a local
+   * snapshot.
+   */
+  async #checkSnapshot(snapshot: Snapshot, hardState: HardState | null): Promise<void> {
+    const { index, term } = snapshot.meta;
     const switchHardState = hardState ?? this.#hardState;
     invariant(Number.isSafeInteger(index) && index >= 1, `bad snapshot index ${index}`);
     invariant(
@@ -412,40 +511,49 @@ export class KvLogStorage {
       term <= switchHardState.term,
       `snapshot term ${term} is beyond the hard state term ${switchHardState.term}`,
     );
-    const termAtIndex = await this.#termAt(index);
     if (hardState === null) {
+      const termAtIndex = await this.#termAt(index);
       invariant(
         termAtIndex === null || termAtIndex === term,
         `snapshot ${index} has term ${term} but the log has term ${termAtIndex} there`,
       );
     }
-    const record = await this.#writeChunks((previous?.id ?? 0n) + 1n, snapshot);
+  }
+
+  /**
+   * Switches to the snapshot of `record`, whose chunks are durable, in one commit that also
+   * sets the log's new last index (and `hardState`, or the current one when null).
+   * @returns the keys of a log suffix the switch dropped (a snapshot from the leader that
+   * conflicts with the log): to delete before anything else is written; then the keys
+   * up to the snapshot's index and the replaced snapshot's chunks are dead.
+   */
+  async #switchSnapshot(
+    record: SnapshotRecord,
+    hardState: HardState | null,
+  ): Promise<Deno.KvKey[]> {
+    const { index, term } = record;
+    const termAtIndex = await this.#termAt(index);
     // Raft figure 13: keep the entries after the snapshot only if the log has its last entry.
     const keepSuffix = termAtIndex === term;
     const previousLastIndex = this.#lastIndex;
     const lastIndex = keepSuffix ? Math.max(previousLastIndex, index) : index;
     await this.#commitWithHardState(
       [{ type: "set", key: snapshotKey, value: record }],
-      switchHardState,
+      hardState ?? this.#hardState,
       lastIndex,
     );
     this.#snapshotRecord = record;
-    const leftovers = await this.#listLogKeys(1, index + 1);
-    if (previousLastIndex > lastIndex) {
-      leftovers.push(...await this.#listLogKeys(lastIndex + 1, null));
-    }
-    if (previous !== null) {
-      for (let chunk = 0; chunk < previous.chunkCount; chunk++) {
-        leftovers.push(snapshotChunkKey(previous.id, chunk));
-      }
-    }
-    await this.#deleteKeys(leftovers);
+    return previousLastIndex > lastIndex ? await this.#listLogKeys(lastIndex + 1, null) : [];
   }
 
-  /** Deletes keys nothing refers to any more, in as many commits as needed. */
+  /**
+   * Deletes keys nothing refers to any more, in as many commits as needed; the keys of one
+   * log entry (head and overflow parts, consecutive in `keys`) in the same commit.
+   */
   async #deleteKeys(keys: readonly Deno.KvKey[]): Promise<void> {
-    const units = keys.map((key): Unit => [{ type: "delete", key }]);
-    for (const mutations of packUnits(units, emptyCost)) await commit(this.#kv, mutations);
+    for (const mutations of packUnits(deletionUnits(keys), emptyCost)) {
+      await commit(this.#kv, mutations);
+    }
   }
 
   /** Writes the chunks of a snapshot under `id`; nothing refers to them yet. */
@@ -474,13 +582,16 @@ export class KvLogStorage {
     };
   }
 
-  /** Keys of the log in [from, to) (to = null: to the end), in key order. */
-  async #listLogKeys(from: number, to: number | null): Promise<Deno.KvKey[]> {
+  /** Keys of the log in [from, to) (to = null: to the end), in key order, the first `limit`. */
+  async #listLogKeys(from: number, to: number | null, limit?: number): Promise<Deno.KvKey[]> {
     const selector: Deno.KvListSelector = to === null
       ? { prefix: [logPrefix], start: logKey(from) }
       : { start: logKey(from), end: logKey(to) };
     const keys: Deno.KvKey[] = [];
-    for await (const { key } of this.#kv.list(selector, { batchSize: 500 })) keys.push(key);
+    const options: Deno.KvListOptions = limit === undefined
+      ? { batchSize: 500 }
+      : { batchSize: Math.min(500, limit), limit };
+    for await (const { key } of this.#kv.list(selector, options)) keys.push(key);
     return keys;
   }
 
@@ -554,6 +665,32 @@ function checkEntries(entries: readonly Entry[]): void {
       `entry terms decrease at ${entry.index}`,
     );
   }
+}
+
+/**
+ * Deletions of `keys`, one unit per key except the keys of one log entry (head and
+ * overflow parts, consecutive in `keys`), which share a unit: a crash between commits
+ * never leaves an entry's later parts without its earlier ones (which open would refuse).
+ */
+function deletionUnits(keys: readonly Deno.KvKey[]): Unit[] {
+  const units: Mutation[][] = [];
+  let previousIndex: bigint | null = null;
+  for (const key of keys) {
+    const index = key[0] === logPrefix && typeof key[1] === "bigint" ? key[1] : null;
+    const mutation: Mutation = { type: "delete", key };
+    const unit = units.at(-1);
+    if (index !== null && index === previousIndex && unit !== undefined) unit.push(mutation);
+    else units.push([mutation]);
+    previousIndex = index;
+  }
+  return units;
+}
+
+function chunkKeysOf(record: SnapshotRecord): Deno.KvKey[] {
+  return Array.from(
+    { length: record.chunkCount },
+    (_, chunk) => snapshotChunkKey(record.id, chunk),
+  );
 }
 
 function entryUnit(entry: Entry): Unit {

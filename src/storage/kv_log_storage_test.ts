@@ -377,3 +377,146 @@ Deno.test("operations run in call order without waiting in between", async () =>
     assert.deepEqual(restored.entries, entries(41, 100, 1));
   });
 });
+
+Deno.test("a compaction runs in steps: saves called meanwhile do not wait for all of it", async () => {
+  await withStore(async (dataDir) => {
+    const storage = await KvLogStorage.open({ dataDir, ...ids });
+    for (let first = 1; first <= 2_000; first += 500) {
+      await storage.save({
+        hardState: { term: 1, vote: null, commit: first + 499 },
+        entries: entries(first, first + 499, 1),
+      });
+    }
+    await storage.saveSnapshotAndCompact({
+      meta: { index: 100, term: 1, voters: ["a"] },
+      data: randomBytes(70_000),
+    });
+    const snapshot: Snapshot = {
+      meta: { index: 1_500, term: 1, voters: ["a"] },
+      data: randomBytes(1_000_000),
+    };
+    const order: string[] = [];
+    const compaction = storage.saveSnapshotAndCompact(snapshot).then(() => {
+      order.push("compaction");
+    });
+    for (let i = 0; i < 3; i++) {
+      const first = 2_001 + i * 10;
+      await storage.save({ entries: entries(first, first + 9, 1) });
+      order.push(`save ${i}`);
+    }
+    await compaction;
+    // 16 chunks in 4 steps, the switch, 6 steps of deletions: the saves went in between.
+    assert.deepEqual(order, ["save 0", "save 1", "save 2", "compaction"]);
+    storage.close();
+    const restored = await reopenAndLoad(dataDir);
+    assert.deepEqual(restored.snapshot, snapshot);
+    assert.deepEqual(restored.entries, entries(1_501, 2_030, 1));
+    const keys = await rawKeys(dataDir);
+    assert.equal(keys.find((key) => key[0] === "log")?.[1], 1_501n);
+    const chunkIds = new Set(keys.filter((key) => key[0] === "snapshotChunk").map((key) => key[1]));
+    assert.deepEqual([...chunkIds], [2n]);
+  });
+});
+
+Deno.test("a snapshot installed from the leader at any step of a compaction wins over it", async () => {
+  // A compaction of 10 chunks (3 steps) and 600 entries (3 steps) after a first snapshot
+  // (its chunks: 1 step). Each awaited save lets one step run, so the installation lands
+  // before, between and after every step in turn.
+  for (let savesBefore = 0; savesBefore <= 10; savesBefore++) {
+    await withStore(async (dataDir) => {
+      const storage = await KvLogStorage.open({ dataDir, ...ids });
+      await storage.save({
+        hardState: { term: 1, vote: null, commit: 700 },
+        entries: entries(1, 800, 1),
+      });
+      await storage.saveSnapshotAndCompact({
+        meta: { index: 50, term: 1, voters: ["a"] },
+        data: randomBytes(1_000),
+      });
+      const compacted: Snapshot = {
+        meta: { index: 650, term: 1, voters: ["a"] },
+        data: randomBytes(600_000),
+      };
+      const compaction = storage.saveSnapshotAndCompact(compacted);
+      let lastIndex = 800;
+      for (let i = 0; i < savesBefore; i++) {
+        await storage.save({ entries: entries(lastIndex + 1, lastIndex + 5, 1) });
+        lastIndex += 5;
+      }
+      // Alternately beyond the log (which it replaces) and inside it with a matching term.
+      const beyond = savesBefore % 2 === 0;
+      const installed: Snapshot = beyond
+        ? { meta: { index: lastIndex + 50, term: 2, voters: ["a"] }, data: randomBytes(200_000) }
+        : { meta: { index: 700, term: 1, voters: ["a"] }, data: randomBytes(200_000) };
+      const hardState: HardState = beyond
+        ? { term: 2, vote: null, commit: installed.meta.index }
+        : { term: 1, vote: null, commit: 700 };
+      await storage.save({ snapshot: installed, hardState, entries: [] });
+      await compaction;
+      const next = beyond ? installed.meta.index + 1 : lastIndex + 1;
+      await storage.save({ entries: entries(next, next + 4, hardState.term) });
+      storage.close();
+      const restored = await reopenAndLoad(dataDir);
+      assert.deepEqual(restored.snapshot, installed, `installed after ${savesBefore} saves`);
+      assert.deepEqual(
+        restored.entries,
+        beyond ? entries(next, next + 4, 2) : entries(701, next + 4, 1),
+      );
+      const keys = await rawKeys(dataDir);
+      const lowest = keys.find((key) => key[0] === "log")?.[1];
+      assert.equal(lowest, BigInt(installed.meta.index + 1), `after ${savesBefore} saves`);
+      const chunkIds = new Set(
+        keys.filter((key) => key[0] === "snapshotChunk").map((key) => key[1]),
+      );
+      assert.equal(chunkIds.size, 1, `after ${savesBefore} saves: ${[...chunkIds]}`);
+    });
+  }
+});
+
+Deno.test("steps of a compaction after close fail with a StorageError", async () => {
+  await withStore(async (dataDir) => {
+    const storage = await KvLogStorage.open({ dataDir, ...ids });
+    await storage.save({
+      hardState: { term: 1, vote: null, commit: 100 },
+      entries: entries(1, 100, 1),
+    });
+    const compaction = storage.saveSnapshotAndCompact({
+      meta: { index: 100, term: 1, voters: ["a"] },
+      data: randomBytes(1_000_000),
+    });
+    await storage.save({ entries: entries(101, 101, 1) });
+    storage.close();
+    await assert.rejects(
+      compaction,
+      (error: unknown) => error instanceof StorageError && /closed/.test(error.message),
+    );
+    // What the close interrupted is undone or finished at the next open.
+    const restored = await reopenAndLoad(dataDir);
+    assert.equal(restored.entries.at(-1)?.index, 101);
+    const chunkIds = new Set(
+      (await rawKeys(dataDir)).filter((key) => key[0] === "snapshotChunk").map((key) => key[1]),
+    );
+    assert.ok(chunkIds.size <= 1);
+  });
+});
+
+Deno.test("compaction deletes an entry's overflow parts in the same step as its head", async () => {
+  await withStore(async (dataDir) => {
+    const storage = await KvLogStorage.open({ dataDir, ...ids });
+    // 251 one-key entries, then two-key entries: the first step's 256th key is the head
+    // of entry 254, whose overflow part must not be left for the next step alone.
+    await storage.save({
+      hardState: { term: 1, vote: null, commit: 270 },
+      entries: [...entries(1, 251, 1), ...entries(252, 260, 1, 66_000), ...entries(261, 270, 1)],
+    });
+    await storage.saveSnapshotAndCompact({
+      meta: { index: 265, term: 1, voters: ["a"] },
+      data: randomBytes(100),
+    });
+    storage.close();
+    const restored = await reopenAndLoad(dataDir);
+    assert.deepEqual(restored.entries, entries(266, 270, 1));
+    const logKeys = (await rawKeys(dataDir)).filter((key) => key[0] === "log");
+    assert.deepEqual(logKeys.map((key) => Number(key[1])), [266, 267, 268, 269, 270]);
+  });
+});
