@@ -26,6 +26,80 @@ export type PendingCall = { callId: number; outcome: Promise<CallOutcome> };
 type DuplexCall = grpc.ClientDuplexStream<StreamRequest, StreamResponse>;
 
 /**
+ * The calls in flight on one connection, whatever carries it: call ids, the per-call
+ * answer timeout, routing answers by call id, and settling every pending call as broken,
+ * once, when the connection breaks. Both connection kinds keep their calls here.
+ */
+export class CallTable {
+  #pending = new Map<number, (outcome: CallOutcome) => void>();
+  #timers = new Map<number, ReturnType<typeof setTimeout>>();
+  #nextCallId = 1;
+  #brokenMessage: string | null = null;
+  readonly #onTimeout: (message: string) => void;
+  readonly #address: string;
+
+  /** `onTimeout` breaks the connection when a call gets no answer in time. */
+  constructor(address: string, onTimeout: (message: string) => void) {
+    this.#address = address;
+    this.#onTimeout = onTimeout;
+  }
+
+  /** Why the connection broke, or null while it works. */
+  get brokenMessage(): string | null {
+    return this.#brokenMessage;
+  }
+
+  /** A fresh call id (also for requests that get no answer of their own, like cancel). */
+  nextCallId(): number {
+    return this.#nextCallId++;
+  }
+
+  /**
+   * Registers a call with a fresh id; on a broken connection it is settled as broken at
+   * once (and the caller must not send it).
+   */
+  open(attemptTimeoutMs: number | null): PendingCall {
+    const callId = this.nextCallId();
+    if (this.#brokenMessage !== null) {
+      return { callId, outcome: Promise.resolve({ kind: "broken", message: this.#brokenMessage }) };
+    }
+    const outcome = new Promise<CallOutcome>((resolve) => this.#pending.set(callId, resolve));
+    if (attemptTimeoutMs !== null) {
+      this.#timers.set(
+        callId,
+        setTimeout(() => {
+          this.#onTimeout(`no answer from ${this.#address} within ${attemptTimeoutMs} ms`);
+        }, attemptTimeoutMs),
+      );
+    }
+    return { callId, outcome };
+  }
+
+  /** Settles the call `response` answers (a late answer to a call given up on is dropped). */
+  settle(response: StreamResponse): void {
+    const resolve = this.#pending.get(response.callId);
+    if (resolve === undefined) return;
+    this.#pending.delete(response.callId);
+    const timer = this.#timers.get(response.callId);
+    if (timer !== undefined) clearTimeout(timer);
+    this.#timers.delete(response.callId);
+    resolve({ kind: "response", response });
+  }
+
+  /** Settles every pending call as broken; false if the connection was broken already. */
+  breakAll(message: string): boolean {
+    if (this.#brokenMessage !== null) return false;
+    this.#brokenMessage = message;
+    for (const timer of this.#timers.values()) clearTimeout(timer);
+    this.#timers.clear();
+    const pending = [...this.#pending.values()];
+    this.#pending.clear();
+    for (const resolve of pending) resolve({ kind: "broken", message });
+    return true;
+  }
+}
+
+/**
  * One multiplexed stream to one server, whatever carries it: the native protocol
  * (`_native_connection.ts`, the default) or the gRPC `Stream` RPC ({@link StreamConnection}).
  */
@@ -62,13 +136,11 @@ export class StreamConnection implements Connection {
   readonly address: string;
   #client: grpc.Client;
   #call: DuplexCall;
-  #pending = new Map<number, (outcome: CallOutcome) => void>();
-  #timers = new Map<number, ReturnType<typeof setTimeout>>();
-  #nextCallId = 1;
-  #brokenMessage: string | null = null;
+  readonly #calls: CallTable;
 
   constructor(address: string) {
     this.address = address;
+    this.#calls = new CallTable(address, (message) => this.#break(message));
     const Client = lockServiceClient();
     this.#client = new Client(address, grpc.credentials.createInsecure(), channelOptions);
     // Library boundary: the generated method is not typed; narrow it once here.
@@ -78,7 +150,7 @@ export class StreamConnection implements Connection {
       throw new Error("Cannot open a stream as the loaded dlock.v1.Lock client has no Stream");
     }
     this.#call = (method as () => DuplexCall).call(this.#client);
-    this.#call.on("data", (response: StreamResponse) => this.#onResponse(response));
+    this.#call.on("data", (response: StreamResponse) => this.#calls.settle(response));
     this.#call.on(
       "error",
       (error: Error) => this.#break(`stream to ${address} failed: ${error.message}`),
@@ -89,7 +161,7 @@ export class StreamConnection implements Connection {
 
   /** True once the stream broke or was closed; a broken connection is never reused. */
   get broken(): boolean {
-    return this.#brokenMessage !== null;
+    return this.#calls.brokenMessage !== null;
   }
 
   /**
@@ -98,27 +170,15 @@ export class StreamConnection implements Connection {
    * so every other call on it is retried elsewhere too.
    */
   call(operation: StreamOperation, attemptTimeoutMs: number | null): PendingCall {
-    const callId = this.#nextCallId++;
-    if (this.#brokenMessage !== null) {
-      return { callId, outcome: Promise.resolve({ kind: "broken", message: this.#brokenMessage }) };
-    }
-    const outcome = new Promise<CallOutcome>((resolve) => this.#pending.set(callId, resolve));
-    if (attemptTimeoutMs !== null) {
-      this.#timers.set(
-        callId,
-        setTimeout(() => {
-          this.#break(`no answer from ${this.address} within ${attemptTimeoutMs} ms`);
-        }, attemptTimeoutMs),
-      );
-    }
-    this.#write({ callId, ...operation });
-    return { callId, outcome };
+    const pending = this.#calls.open(attemptTimeoutMs);
+    if (this.#calls.brokenMessage === null) this.#write({ callId: pending.callId, ...operation });
+    return pending;
   }
 
   /** Asks the server to cancel the pending acquire `callId` (no response of its own). */
   cancel(callId: number): void {
-    if (this.#brokenMessage !== null) return;
-    this.#write({ callId: this.#nextCallId++, cancel: { callId } });
+    if (this.#calls.brokenMessage !== null) return;
+    this.#write({ callId: this.#calls.nextCallId(), cancel: { callId } });
   }
 
   /** Closes the stream and the channel; pending calls settle as broken. */
@@ -134,28 +194,8 @@ export class StreamConnection implements Connection {
     }
   }
 
-  #onResponse(response: StreamResponse): void {
-    const resolve = this.#pending.get(response.callId);
-    if (resolve === undefined) return; // A late answer to a call we gave up on.
-    this.#pending.delete(response.callId);
-    this.#clearTimer(response.callId);
-    resolve({ kind: "response", response });
-  }
-
-  #clearTimer(callId: number): void {
-    const timer = this.#timers.get(callId);
-    if (timer !== undefined) clearTimeout(timer);
-    this.#timers.delete(callId);
-  }
-
   #break(message: string): void {
-    if (this.#brokenMessage !== null) return;
-    this.#brokenMessage = message;
-    for (const timer of this.#timers.values()) clearTimeout(timer);
-    this.#timers.clear();
-    const pending = [...this.#pending.values()];
-    this.#pending.clear();
-    for (const resolve of pending) resolve({ kind: "broken", message });
+    if (!this.#calls.breakAll(message)) return;
     try {
       this.#call.cancel();
     } catch {

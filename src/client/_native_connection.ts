@@ -14,7 +14,7 @@ import {
   FrameWriter,
   nativeMagic,
 } from "../transport/length_prefixed.ts";
-import type { CallOutcome, Connection, PendingCall } from "./_connection.ts";
+import { CallTable, type Connection, type PendingCall } from "./_connection.ts";
 import {
   nativeStreamCodec,
   type StreamOperation,
@@ -38,15 +38,13 @@ export class NativeStreamConnection implements Connection {
   /** The server this connection talks to ("host:port"). */
   readonly address: string;
   #conn: Deno.TcpConn | null = null;
-  #pending = new Map<number, (outcome: CallOutcome) => void>();
-  #timers = new Map<number, ReturnType<typeof setTimeout>>();
-  #nextCallId = 1;
-  #brokenMessage: string | null = null;
+  readonly #calls: CallTable;
   readonly #writer: FrameWriter;
   readonly #codec = nativeStreamCodec();
 
   constructor(address: string) {
     this.address = address;
+    this.#calls = new CallTable(address, (message) => this.#break(message));
     this.#writer = new FrameWriter(
       4 * limits.messageBytesMax,
       (error) => this.#break(`cannot write to ${address}: ${String(error)}`),
@@ -57,30 +55,18 @@ export class NativeStreamConnection implements Connection {
 
   /** True once the stream broke or was closed; a broken connection is never reused. */
   get broken(): boolean {
-    return this.#brokenMessage !== null;
+    return this.#calls.brokenMessage !== null;
   }
 
   call(operation: StreamOperation, attemptTimeoutMs: number | null): PendingCall {
-    const callId = this.#nextCallId++;
-    if (this.#brokenMessage !== null) {
-      return { callId, outcome: Promise.resolve({ kind: "broken", message: this.#brokenMessage }) };
-    }
-    const outcome = new Promise<CallOutcome>((resolve) => this.#pending.set(callId, resolve));
-    if (attemptTimeoutMs !== null) {
-      this.#timers.set(
-        callId,
-        setTimeout(() => {
-          this.#break(`no answer from ${this.address} within ${attemptTimeoutMs} ms`);
-        }, attemptTimeoutMs),
-      );
-    }
-    this.#send({ callId, ...operation });
-    return { callId, outcome };
+    const pending = this.#calls.open(attemptTimeoutMs);
+    if (this.#calls.brokenMessage === null) this.#send({ callId: pending.callId, ...operation });
+    return pending;
   }
 
   cancel(callId: number): void {
-    if (this.#brokenMessage !== null) return;
-    this.#send({ callId: this.#nextCallId++, cancel: { callId } });
+    if (this.#calls.brokenMessage !== null) return;
+    this.#send({ callId: this.#calls.nextCallId(), cancel: { callId } });
   }
 
   /** Closes the socket; pending calls settle as broken. */
@@ -114,7 +100,7 @@ export class NativeStreamConnection implements Connection {
     } finally {
       clearTimeout(timer);
     }
-    if (this.#brokenMessage !== null) {
+    if (this.#calls.brokenMessage !== null) {
       closeQuietly(conn);
       return;
     }
@@ -140,7 +126,7 @@ export class NativeStreamConnection implements Connection {
           this.#break(`cannot decode an answer from ${this.address}: ${errorText(error)}`);
           return;
         }
-        this.#onResponse(response);
+        this.#calls.settle(response);
       }
     } catch (error) {
       this.#break(
@@ -151,24 +137,8 @@ export class NativeStreamConnection implements Connection {
     }
   }
 
-  #onResponse(response: StreamResponse): void {
-    const resolve = this.#pending.get(response.callId);
-    if (resolve === undefined) return; // A late answer to a call we gave up on.
-    this.#pending.delete(response.callId);
-    const timer = this.#timers.get(response.callId);
-    if (timer !== undefined) clearTimeout(timer);
-    this.#timers.delete(response.callId);
-    resolve({ kind: "response", response });
-  }
-
   #break(message: string): void {
-    if (this.#brokenMessage !== null) return;
-    this.#brokenMessage = message;
-    for (const timer of this.#timers.values()) clearTimeout(timer);
-    this.#timers.clear();
-    const pending = [...this.#pending.values()];
-    this.#pending.clear();
-    for (const resolve of pending) resolve({ kind: "broken", message });
+    if (!this.#calls.breakAll(message)) return;
     if (this.#conn !== null) closeQuietly(this.#conn);
   }
 }
