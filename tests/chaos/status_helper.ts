@@ -1,19 +1,17 @@
 /**
- * A helper process that asks servers who leads, straight over gRPC
- * (`dlock.v1.Lock/Status`), without opening a session. It answers one JSON line
+ * A helper process that asks servers who leads (`Status` over the native protocol of
+ * src/client, no HTTP/2), without opening a session. It answers one JSON line
  * `{"id":1,"leader":"host:port"|null}` per request line
  * `{"id":1,"addresses":["host:port",...],"timeoutMs":500}` on stdin.
  *
- * It is a separate process because Deno 2.9.6 can abort a whole process inside
- * `node:http2` when a server closes a connection (an nghttp2 assertion on GOAWAY, seen in
- * chaos runs); the harness must survive that, so it keeps gRPC out of its own process
- * and restarts this helper when it dies (see `status.ts`).
+ * It is a separate process so that nothing in it can take the harness down (it used gRPC
+ * once, and Deno 2.9.6 can abort a process inside `node:http2` on a GOAWAY; it now uses
+ * the native protocol, which also never makes a server process a GOAWAY); `status.ts`
+ * restarts it if it dies.
  *
  * @module
  */
-import * as grpc from "@grpc/grpc-js";
-import * as protoLoader from "@grpc/proto-loader";
-import { fileURLToPath } from "node:url";
+import { fetchStatus } from "../../src/client/mod.ts";
 
 /** The parts of `dlock.v1.StatusResponse` the harness reads. */
 export type ServerStatus = {
@@ -24,61 +22,22 @@ export type ServerStatus = {
   commitIndex: number;
 };
 
-type StatusClient = grpc.Client & {
-  Status(
-    request: Record<string, never>,
-    options: grpc.CallOptions,
-    callback: (error: grpc.ServiceError | null, response?: ServerStatus) => void,
-  ): grpc.ClientUnaryCall;
-};
-
-type StatusClientConstructor = new (
-  address: string,
-  credentials: grpc.ChannelCredentials,
-) => StatusClient;
-
-let constructorCache: StatusClientConstructor | null = null;
-
-function statusClientConstructor(): StatusClientConstructor {
-  if (constructorCache !== null) return constructorCache;
-  const protoPath = fileURLToPath(new URL("../../proto/dlock/v1/lock.proto", import.meta.url));
-  const definition = protoLoader.loadSync(protoPath, {
-    keepCase: false,
-    longs: Number,
-    enums: String,
-    defaults: true,
-    oneofs: true,
-  });
-  const loaded = grpc.loadPackageDefinition(definition);
-  // Library boundary: narrow the untyped package once.
-  const service = ((loaded["dlock"] as grpc.GrpcObject)["v1"] as grpc.GrpcObject)["Lock"];
-  if (typeof service !== "function") throw new Error(`Cannot find dlock.v1.Lock in ${protoPath}`);
-  constructorCache = service as unknown as StatusClientConstructor;
-  return constructorCache;
-}
-
-/** Keeps one channel per server address for the whole run. */
+/** Asks servers for their own view over the native protocol (no HTTP/2, so no GOAWAY). */
 class StatusProbe {
-  readonly #clients = new Map<string, StatusClient>();
-
-  #client(address: string): StatusClient {
-    let client = this.#clients.get(address);
-    if (client === undefined) {
-      const Constructor = statusClientConstructor();
-      client = new Constructor(address, grpc.credentials.createInsecure());
-      this.#clients.set(address, client);
-    }
-    return client;
-  }
-
   /** Status of one server, or null when it does not answer within `timeoutMs`. */
-  status(address: string, timeoutMs = 1_000): Promise<ServerStatus | null> {
-    const client = this.#client(address);
-    return new Promise((resolve) => {
-      client.Status({}, { deadline: Date.now() + timeoutMs }, (error, response) => {
-        resolve(error !== null || response === undefined ? null : response);
-      });
-    });
+  async status(address: string, timeoutMs = 1_000): Promise<ServerStatus | null> {
+    try {
+      const status = await fetchStatus([address], { timeoutMs, locksLimit: 1 });
+      return {
+        self: status.self,
+        role: status.role,
+        leader: status.leader,
+        term: status.term,
+        commitIndex: status.commitIndex,
+      };
+    } catch {
+      return null;
+    }
   }
 
   /**
@@ -96,11 +55,8 @@ class StatusProbe {
     return (best as ServerStatus | null)?.self ?? null;
   }
 
-  /** Closes every channel. */
-  close(): void {
-    for (const client of this.#clients.values()) client.close();
-    this.#clients.clear();
-  }
+  /** Nothing to close: every probe uses its own short-lived native connection. */
+  close(): void {}
 }
 
 if (import.meta.main) {
