@@ -157,11 +157,12 @@ export class TestCluster {
     if (server === undefined || child === null || child === undefined) {
       throw new Error(`server ${index} is not running`);
     }
-    this.clients.get(server.address)?.close();
-    this.clients.delete(server.address);
     child.kill(signal);
     const status = await child.status;
     server.child = null;
+    // Closed only after the exit: a live server must not process the client's GOAWAY.
+    this.clients.get(server.address)?.close();
+    this.clients.delete(server.address);
     return status;
   }
 
@@ -172,13 +173,16 @@ export class TestCluster {
     ).join("\n");
   }
 
-  /** Kills every process, closes clients, removes the data. */
+  /**
+   * Kills every process, then closes the gRPC clients (in that order, so that no live
+   * server processes a client's GOAWAY: denoland/deno#36788), and removes the data.
+   */
   async stop(): Promise<void> {
-    for (const client of this.clients.values()) client.close();
-    this.clients.clear();
     for (let index = 0; index < this.servers.length; index++) {
       if (this.servers[index]?.child) await this.kill(index).catch(() => {});
     }
+    for (const client of this.clients.values()) client.close();
+    this.clients.clear();
     await Deno.remove(this.root, { recursive: true }).catch(() => {});
   }
 }
