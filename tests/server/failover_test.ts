@@ -103,7 +103,12 @@ Deno.test({
       assert.equal(lock?.holderSession, a.sessionId);
       assert.equal(lock?.token, grant.token);
       assert.deepEqual(lock?.waiters.map((waiter) => waiter.sessionId), [b.sessionId]);
-      assert.equal(status.sessionCount, 3);
+      // Sessions a and b (TTL 60 s) survive the restart. The 2 s session has no keepalives
+      // any more and may expire once the new leader's fresh TTL runs out, depending on how
+      // long the restart and the election took, so it is not counted here.
+      const sessionIds = (status.sessions as { id: number }[]).map((session) => session.id);
+      assert.ok(sessionIds.includes(a.sessionId), `session a survives: ${sessionIds}`);
+      assert.ok(sessionIds.includes(b.sessionId), `session b survives: ${sessionIds}`);
       // Release hands x to b with a token above every earlier one.
       await leader.call("Release", { sessionId: a.sessionId, lock: "x", requestId: 3 });
       const retried = await leader.call("Acquire", {
