@@ -37,29 +37,49 @@ function hasControlCharacter(value: string): boolean {
   return false;
 }
 
+/** What {@link textError} checks for one kind of name. */
+interface TextRules {
+  /** The noun in messages ("lock name"). */
+  readonly what: string;
+  readonly bytesMax: number;
+  readonly allowEmpty: boolean;
+  readonly allowControlCharacters: boolean;
+}
+
+/** The checks shared by every name and key, in order: type, empty, length, Unicode, control. */
+function textError(value: unknown, rules: TextRules): string | null {
+  const { what, bytesMax } = rules;
+  if (typeof value !== "string") {
+    return `Cannot use the ${what} as it is not a string: received ${typeof value}`;
+  }
+  if (!rules.allowEmpty && value.length === 0) return `Cannot use the ${what} as it is empty`;
+  const bytes = utf8ByteLength(value);
+  if (bytes > bytesMax) {
+    return `Cannot use the ${what} as it is longer than ${bytesMax} UTF-8 bytes: received ${bytes} bytes`;
+  }
+  if (!value.isWellFormed()) {
+    return `Cannot use the ${what} as it is not well-formed Unicode (lone surrogate)`;
+  }
+  if (!rules.allowControlCharacters && hasControlCharacter(value)) {
+    return `Cannot use the ${what} as it contains a control character: received ${
+      JSON.stringify(value)
+    }`;
+  }
+  return null;
+}
+
 /**
  * Checks a lock name: 1–{@link limits.lockNameBytesMax} UTF-8 bytes, well-formed
  * Unicode, no control characters.
  * @returns an error message, or null when the name is valid.
  */
 export function lockNameError(name: unknown): string | null {
-  if (typeof name !== "string") {
-    return `Cannot use the lock name as it is not a string: received ${typeof name}`;
-  }
-  if (name.length === 0) return "Cannot use the lock name as it is empty";
-  const bytes = utf8ByteLength(name);
-  if (bytes > limits.lockNameBytesMax) {
-    return `Cannot use the lock name as it is longer than ${limits.lockNameBytesMax} UTF-8 bytes: received ${bytes} bytes`;
-  }
-  if (!name.isWellFormed()) {
-    return "Cannot use the lock name as it is not well-formed Unicode (lone surrogate)";
-  }
-  if (hasControlCharacter(name)) {
-    return `Cannot use the lock name as it contains a control character: received ${
-      JSON.stringify(name)
-    }`;
-  }
-  return null;
+  return textError(name, {
+    what: "lock name",
+    bytesMax: limits.lockNameBytesMax,
+    allowEmpty: false,
+    allowControlCharacters: false,
+  });
 }
 
 /**
@@ -68,22 +88,12 @@ export function lockNameError(name: unknown): string | null {
  * @returns an error message, or null when the name is valid.
  */
 export function clientNameError(name: unknown): string | null {
-  if (typeof name !== "string") {
-    return `Cannot use the client name as it is not a string: received ${typeof name}`;
-  }
-  const bytes = utf8ByteLength(name);
-  if (bytes > limits.clientNameBytesMax) {
-    return `Cannot use the client name as it is longer than ${limits.clientNameBytesMax} UTF-8 bytes: received ${bytes} bytes`;
-  }
-  if (!name.isWellFormed()) {
-    return "Cannot use the client name as it is not well-formed Unicode (lone surrogate)";
-  }
-  if (hasControlCharacter(name)) {
-    return `Cannot use the client name as it contains a control character: received ${
-      JSON.stringify(name)
-    }`;
-  }
-  return null;
+  return textError(name, {
+    what: "client name",
+    bytesMax: limits.clientNameBytesMax,
+    allowEmpty: true,
+    allowControlCharacters: false,
+  });
 }
 
 /**
@@ -92,17 +102,12 @@ export function clientNameError(name: unknown): string | null {
  * @returns an error message, or null when the key is valid.
  */
 export function openKeyError(key: unknown): string | null {
-  if (typeof key !== "string") {
-    return `Cannot use the open key as it is not a string: received ${typeof key}`;
-  }
-  const bytes = utf8ByteLength(key);
-  if (bytes > limits.clientNameBytesMax) {
-    return `Cannot use the open key as it is longer than ${limits.clientNameBytesMax} UTF-8 bytes: received ${bytes} bytes`;
-  }
-  if (!key.isWellFormed()) {
-    return "Cannot use the open key as it is not well-formed Unicode (lone surrogate)";
-  }
-  return null;
+  return textError(key, {
+    what: "open key",
+    bytesMax: limits.clientNameBytesMax,
+    allowEmpty: true,
+    allowControlCharacters: true,
+  });
 }
 
 /**
