@@ -162,3 +162,37 @@ Deno.test("snapshot: 100,000 held locks (time and size)", () => {
   assert.ok(data.length < 100_000 * 64, `snapshot is ${data.length} bytes`);
   assert.ok(snapshotMs < 5_000 && restoreMs < 5_000);
 });
+
+Deno.test("snapshot: ids applied out of order (a retried request) survive eviction and restore", () => {
+  // A client's request 3 reaches the log after 4 and 5 (it was retried on a new leader).
+  // Evicting the oldest insertion (4) raises the floor above 3, which stays remembered:
+  // the bench's failover run took such a snapshot, and restoring it was refused
+  // ("remembers request 3 at or below its floor"), so a restarted server could not start.
+  const options = { limits: { dedupeResultsPerSessionMax: 2 } };
+  const h = new Harness(options);
+  const s = h.open("retrier", 0, "");
+  h.acquire(s, "a", 4);
+  h.acquire(s, "b", 5);
+  h.acquire(s, "c", 3);
+  h.acquire(s, "d", 6); // evicts 4 (oldest insertion): floor 4, while 3 is remembered
+  const data = h.machine.snapshot();
+  const restored = LockStateMachine.restore(data, options);
+  assert.equal(restored.stateHash(), h.machine.stateHash());
+  assert.deepEqual(restored.snapshot(), data);
+  const twin = new Harness(options);
+  twin.machine = restored;
+  twin.index = h.index;
+  twin.nowMs = h.nowMs;
+  const script = (x: Harness) => [
+    x.acquire(s, "c", 3), // remembered: the original grant again
+    x.acquire(s, "x", 4), // evicted and at the floor: too old
+    x.acquire(s, "e", 7), // evicts 5, then 3 on the next one
+    x.acquire(s, "f", 8),
+    x.acquire(s, "c", 3),
+  ];
+  const expected = script(h);
+  assert.deepEqual(script(twin), expected);
+  assert.equal(expected[0]?.result.type, "granted");
+  assert.equal(expected[1]?.result.type, "error");
+  assert.equal(twin.machine.stateHash(), h.machine.stateHash());
+});
