@@ -375,6 +375,13 @@ export class LockNode {
   }
 
   async #handleReady(ready: Ready): Promise<void> {
+    // Committed entries are durable on a majority already, so applying them need not wait
+    // for this Ready's own save (of newer entries): a grant reaches its waiter one fsync
+    // sooner. Only in the plain case; a snapshot or a role change keeps the full order.
+    const applyFirst = ready.snapshot === undefined && ready.softState === undefined;
+    if (applyFirst) {
+      for (const entry of ready.committedEntries) this.#applyEntry(entry);
+    }
     // 0. A leader's appends go out before its own save (thesis §10.2.1): the followers'
     // fsyncs run in parallel with ours. The core counts our copy toward a commit only
     // after advance(), so this costs no safety.
@@ -390,8 +397,10 @@ export class LockNode {
     if (ready.softState !== undefined) this.#onSoftState(ready.softState);
     else if (ready.hardState !== undefined) this.#term = ready.hardState.term;
     // 4. Restore, then apply.
-    if (ready.snapshot !== undefined) this.#restoreSnapshot(ready.snapshot);
-    for (const entry of ready.committedEntries) this.#applyEntry(entry);
+    if (!applyFirst) {
+      if (ready.snapshot !== undefined) this.#restoreSnapshot(ready.snapshot);
+      for (const entry of ready.committedEntries) this.#applyEntry(entry);
+    }
     // 5. Reads.
     for (const state of ready.readStates) {
       const waiter = this.#reads.get(state.requestId);

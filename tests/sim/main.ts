@@ -24,6 +24,7 @@ interface Summary {
   slowWrites: number;
   crashesBeforePersist: number;
   commitsBeforeLeaderPersist: number;
+  appliedBeforeWrite: number;
 }
 
 function newSummary(): Summary {
@@ -40,6 +41,7 @@ function newSummary(): Summary {
     slowWrites: 0,
     crashesBeforePersist: 0,
     commitsBeforeLeaderPersist: 0,
+    appliedBeforeWrite: 0,
   };
 }
 
@@ -55,6 +57,7 @@ function add(summary: Summary, result: SimResult): void {
   summary.slowWrites += result.stats.slowWrites;
   summary.crashesBeforePersist += result.stats.crashesBeforePersist;
   summary.commitsBeforeLeaderPersist += result.stats.commitsBeforeLeaderPersist;
+  summary.appliedBeforeWrite += result.stats.appliedBeforeWrite;
   if (!result.ok) summary.failures.push(result);
 }
 
@@ -161,7 +164,8 @@ export async function main(args: string[]): Promise<number> {
       `${summary.writes} acknowledged writes, ${summary.reads} reads, ${summary.snapshots} snapshot installs, ` +
       `${summary.crashes} crashes, max term ${summary.maxTerm}, ${summary.slowWrites} slow disk writes, ` +
       `${summary.crashesBeforePersist} leader crashes between early appends and persist, ` +
-      `${summary.commitsBeforeLeaderPersist} commits before the leader's own persist`,
+      `${summary.commitsBeforeLeaderPersist} commits before the leader's own persist, ` +
+      `${summary.appliedBeforeWrite} entries applied before their Ready's write`,
   );
   if (summary.failures.length > 0) {
     console.log(`failing seeds: ${summary.failures.map((failure) => failure.seed).join(" ")}`);

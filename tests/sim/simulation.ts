@@ -114,6 +114,8 @@ export interface SimNode {
   missedTicks: number;
   /** A Ready whose disk write is in progress (slow or held disk); lost in a crash. */
   pendingReady: Ready | null;
+  /** The Ready whose committed entries were applied before its write (see processReady). */
+  appliedEarly: Ready | null;
   /** Identifies the write in progress, so a completion event of an older one is ignored. */
   pendingWrite: number;
   /** Manual mode: the disk holds every write until `releaseDisk`. */
@@ -168,6 +170,8 @@ export interface SimStats {
   crashesBeforePersist: number;
   /** A leader's write completed after its entries were already committed by followers. */
   commitsBeforeLeaderPersist: number;
+  /** Entries applied before the write of the same Ready's newer entries (the early path). */
+  appliedBeforeWrite: number;
 }
 
 /** Options of one run. */
@@ -323,6 +327,7 @@ export class Simulation {
       slowWrites: 0,
       crashesBeforePersist: 0,
       commitsBeforeLeaderPersist: 0,
+      appliedBeforeWrite: 0,
     };
     for (const [k, id] of this.ids.entries()) {
       const node: SimNode = {
@@ -343,6 +348,7 @@ export class Simulation {
         pausedUntil: 0,
         missedTicks: 0,
         pendingReady: null,
+        appliedEarly: null,
         pendingWrite: 0,
         diskHeld: false,
       };
@@ -769,6 +775,7 @@ export class Simulation {
     node.pausedUntil = 0;
     node.missedTicks = 0;
     node.pendingReady = null;
+    node.appliedEarly = null;
     node.diskHeld = false; // It comes back with a working disk.
     node.raft = null;
     node.machine = null;
@@ -942,6 +949,17 @@ export class Simulation {
       if (!raft.hasReady()) return;
       const ready = raft.ready();
       this.sendBeforePersist(node, ready);
+      // As src/server/node.ts does: committed entries are durable on a majority, so in
+      // the plain case (no snapshot, no role change) they are applied before this
+      // Ready's own write of newer entries. The checks below (committed, digests,
+      // acknowledged writes never lost across crashes) hold the result to that.
+      if (ready.snapshot === undefined && ready.softState === undefined) {
+        node.appliedEarly = ready;
+        if (ready.entries.length > 0) {
+          this.stats.appliedBeforeWrite += ready.committedEntries.length;
+        }
+        this.applyCommitted(node, ready, raft.status().commit);
+      }
       if (!this.manual && this.phase === "chaos" && this.random.chance(0.001)) {
         // A crash before the disk write: any early appends are out, the write is lost.
         if (ready.messagesBeforePersist.length > 0) this.stats.crashesBeforePersist++;
@@ -1228,6 +1246,13 @@ export class Simulation {
       this.checkDigest(node, node.applied);
       for (const index of node.writes.keys()) if (index <= node.applied) node.writes.delete(index);
     }
+    if (node.appliedEarly !== ready) this.applyCommitted(node, ready, node.disk.hardState.commit);
+    node.appliedEarly = null;
+    this.serveReadStates(node, ready);
+  }
+
+  /** Applies the Ready's committed entries; `commitBound`: the commit they may not pass. */
+  private applyCommitted(node: SimNode, ready: Ready, commitBound: number): void {
     for (const entry of ready.committedEntries) {
       if (entry.index !== node.applied + 1) {
         throw new SimViolation(
@@ -1235,10 +1260,10 @@ export class Simulation {
           `node ${node.id} applies index ${entry.index} after ${node.applied}`,
         );
       }
-      if (entry.index > node.disk.hardState.commit) {
+      if (entry.index > commitBound) {
         throw new SimViolation(
           "durability",
-          `node ${node.id} applies index ${entry.index} with commit ${node.disk.hardState.commit} persisted`,
+          `node ${node.id} applies index ${entry.index} beyond commit ${commitBound}`,
         );
       }
       this.checkCommitted(node, entry);
@@ -1248,6 +1273,10 @@ export class Simulation {
       this.checkDigest(node, entry.index);
       this.acknowledge(node, entry);
     }
+  }
+
+  /** Step 5 of the Ready: its read states and failed reads. */
+  private serveReadStates(node: SimNode, ready: Ready): void {
     for (const state of ready.readStates) {
       const read = node.reads.get(state.requestId);
       if (read === undefined) continue;
