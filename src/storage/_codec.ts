@@ -7,8 +7,10 @@
  * - `["hardState"]` → {@link StoredHardState}: the hard state and the log's last index
  * - `["snapshot"]` → {@link SnapshotRecord}: the current snapshot (meta + where its data is)
  * - `["snapshotChunk", id: bigint, chunk: number]` → `Uint8Array` (≤ 64 KiB each)
- * - `["log", index: bigint]` → encoded entry head (see {@link encodeEntry})
- * - `["log", index: bigint, part: number]` → overflow bytes of an entry bigger than one value
+ * - `["log", firstIndex: bigint]` → a log segment: the entries firstIndex, firstIndex + 1, …
+ *   encoded back to back (see {@link encodeSegments}), or the head of one entry too big to
+ *   share a value
+ * - `["log", firstIndex: bigint, part: number]` → overflow bytes of such a big entry
  *
  * @module
  */
@@ -16,8 +18,12 @@
 import type { Entry, EntryKind, HardState, SnapshotMeta } from "../raft/types.ts";
 import { invariant } from "./_invariant.ts";
 
-/** The on-disk format this build writes and reads. */
-export const formatVersion = 1;
+/**
+ * The on-disk format this build writes and reads. Version 1 stored one entry per key;
+ * version 2 stores segments of consecutive entries per key. There is no in-place upgrade
+ * (dlock is 0.x): a store of another version is refused.
+ */
+export const formatVersion = 2;
 
 /** Deno KV limits, measured on Deno 2.9.6 (see kv_bench.ts and the module docs of mod.ts). */
 export const kvLimits = {
@@ -40,12 +46,12 @@ export const snapshotKey: Deno.KvKey = ["snapshot"];
 export const logPrefix = "log";
 export const snapshotChunkPrefix = "snapshotChunk";
 
-/** Key of the head value of the entry at `index`. */
-export function logKey(index: number): Deno.KvKey {
-  return [logPrefix, BigInt(index)];
+/** Key of the segment (head value) whose first entry is at `firstIndex`. */
+export function logKey(firstIndex: number): Deno.KvKey {
+  return [logPrefix, BigInt(firstIndex)];
 }
 
-/** Key of overflow part `part` (≥ 1) of the entry at `index`. */
+/** Key of overflow part `part` (≥ 1) of the big entry at `index` (a segment of its own). */
 export function logPartKey(index: number, part: number): Deno.KvKey {
   return [logPrefix, BigInt(index), part];
 }
@@ -124,11 +130,17 @@ function readUint53(view: DataView, offset: number): number {
   return view.getUint32(offset) * 2 ** 32 + view.getUint32(offset + 4);
 }
 
+/** Bytes an entry takes in a segment: header and data. */
+export function frameBytes(entry: Entry): number {
+  return entryHeaderBytes + entry.data.length;
+}
+
 /**
- * Encodes an entry as a head value (header + the first bytes of data) and, if the data does
- * not fit in one KV value, overflow parts of at most 64 KiB each. The index is in the key.
+ * Writes the header of `entry` at `offset` of `target`, and as much of its data as fits
+ * (all of it unless the entry is bigger than one value).
+ * @returns the offset after what was written.
  */
-export function encodeEntry(entry: Entry): Uint8Array[] {
+function writeFrame(target: Uint8Array, offset: number, entry: Entry): number {
   invariant(Number.isSafeInteger(entry.term) && entry.term >= 0, `bad term ${entry.term}`);
   invariant(
     entry.data.length <= entryDataBytesMax,
@@ -136,21 +148,76 @@ export function encodeEntry(entry: Entry): Uint8Array[] {
   );
   const code = kindCodes[entry.kind];
   invariant(code !== undefined, `unknown entry kind ${String(entry.kind)}`);
-  const headDataBytes = Math.min(entry.data.length, kvLimits.valueBytesMax - entryHeaderBytes);
-  const head = new Uint8Array(entryHeaderBytes + headDataBytes);
-  const view = new DataView(head.buffer);
+  const view = new DataView(target.buffer, target.byteOffset + offset, entryHeaderBytes);
   view.setUint8(0, code);
   writeUint53(view, 1, entry.term);
   view.setUint32(9, entry.data.length);
-  let crc = crc32Update(crc32Start, head.subarray(0, 13));
+  let crc = crc32Update(crc32Start, target.subarray(offset, offset + 13));
   crc = crc32Finish(crc32Update(crc, entry.data));
   view.setUint32(13, crc);
-  head.set(entry.data.subarray(0, headDataBytes), entryHeaderBytes);
+  const dataBytes = Math.min(entry.data.length, target.length - offset - entryHeaderBytes);
+  target.set(entry.data.subarray(0, dataBytes), offset + entryHeaderBytes);
+  return offset + entryHeaderBytes + dataBytes;
+}
+
+/**
+ * Encodes an entry as a head value (header + the first bytes of data) and, if the data does
+ * not fit in one KV value, overflow parts of at most 64 KiB each. The index is in the key.
+ */
+export function encodeEntry(entry: Entry): Uint8Array[] {
+  const head = new Uint8Array(Math.min(frameBytes(entry), kvLimits.valueBytesMax));
+  writeFrame(head, 0, entry);
   const values = [head];
+  const headDataBytes = head.length - entryHeaderBytes;
   for (let offset = headDataBytes; offset < entry.data.length; offset += kvLimits.valueBytesMax) {
     values.push(entry.data.slice(offset, offset + kvLimits.valueBytesMax));
   }
   return values;
+}
+
+/** A log segment ready to store: entries `firstIndex` to `lastIndex`. */
+export interface EncodedSegment {
+  readonly firstIndex: number;
+  readonly lastIndex: number;
+  /** The head value (key `["log", firstIndex]`), then the overflow parts of a big entry. */
+  readonly values: readonly Uint8Array[];
+}
+
+/**
+ * Encodes consecutive entries as few segments as possible: entries packed back to back
+ * (each as in {@link encodeEntry}) in values of at most 64 KiB, in order; an entry too big
+ * to share a value (header and data over 64 KiB) is a segment of its own with overflow
+ * parts.
+ */
+export function encodeSegments(entries: readonly Entry[]): EncodedSegment[] {
+  const segments: EncodedSegment[] = [];
+  let first = 0;
+  while (first < entries.length) {
+    const head = entries[first]!;
+    if (frameBytes(head) > kvLimits.valueBytesMax) {
+      segments.push({ firstIndex: head.index, lastIndex: head.index, values: encodeEntry(head) });
+      first++;
+      continue;
+    }
+    let bytes = 0;
+    let end = first;
+    for (; end < entries.length; end++) {
+      const size = frameBytes(entries[end]!);
+      if (bytes + size > kvLimits.valueBytesMax) break;
+      bytes += size;
+    }
+    const value = new Uint8Array(bytes);
+    let offset = 0;
+    for (let i = first; i < end; i++) offset = writeFrame(value, offset, entries[i]!);
+    invariant(offset === bytes, "a segment's frames do not fill it");
+    segments.push({
+      firstIndex: head.index,
+      lastIndex: entries[end - 1]!.index,
+      values: [value],
+    });
+    first = end;
+  }
+  return segments;
 }
 
 /** Number of overflow parts (beyond the head) an entry whose data has `dataBytes` needs. */
@@ -195,6 +262,96 @@ export function decodeEntry(
   crc = crc32Finish(crc32Update(crc, data));
   if (crc !== view.getUint32(13)) return "its checksum does not match its contents";
   return { index, term, kind, data };
+}
+
+/** Where the entries of a segment's head value start, from its framing. */
+export interface SegmentFrames {
+  /** Byte offset of each entry's header; entry `firstIndex + i` starts at `offsets[i]`. */
+  readonly offsets: readonly number[];
+  /** True for one big entry whose data continues in overflow parts. */
+  readonly big: boolean;
+}
+
+/**
+ * Reads the framing of a segment's head value: the entries' data lengths must add up
+ * exactly to the value's size, except for one big entry that fills a whole value and
+ * continues in overflow parts. Checks no checksum.
+ * @returns the frames, or a sentence saying what is wrong with the stored bytes.
+ */
+export function segmentFrames(firstIndex: number, head: unknown): SegmentFrames | string {
+  if (!(head instanceof Uint8Array)) return `its value is a ${describe(head)}, not bytes`;
+  if (head.length === 0) return "its value is empty";
+  const view = new DataView(head.buffer, head.byteOffset, head.byteLength);
+  const offsets: number[] = [];
+  for (let offset = 0; offset < head.length;) {
+    const index = firstIndex + offsets.length;
+    const left = head.length - offset;
+    if (left < entryHeaderBytes) {
+      return `its last ${left} bytes (after entry ${
+        index - 1
+      }) are fewer than an entry header: the entry lengths do not add up to the value's ${head.length} bytes`;
+    }
+    const dataBytes = view.getUint32(offset + 9);
+    if (dataBytes > left - entryHeaderBytes) {
+      if (offset === 0 && head.length === kvLimits.valueBytesMax) {
+        return { offsets: [0], big: true };
+      }
+      return `its entry ${index} declares ${dataBytes} data bytes but only ${
+        left - entryHeaderBytes
+      } follow: the entry lengths do not add up to the value's ${head.length} bytes`;
+    }
+    offsets.push(offset);
+    offset += entryHeaderBytes + dataBytes;
+  }
+  return { offsets, big: false };
+}
+
+/**
+ * Decodes the segment whose first entry is at `firstIndex`, checking its framing and
+ * every entry's checksum.
+ * @returns its entries, or a sentence saying what is wrong with the stored bytes.
+ */
+export function decodeSegment(
+  firstIndex: number,
+  head: unknown,
+  parts: readonly unknown[],
+): Entry[] | string {
+  const frames = segmentFrames(firstIndex, head);
+  if (typeof frames === "string") return frames;
+  invariant(head instanceof Uint8Array, "segmentFrames accepted a value that is not bytes");
+  if (frames.big) {
+    const entry = decodeEntry(firstIndex, head, parts);
+    return typeof entry === "string" ? `its entry ${firstIndex}: ${entry}` : [entry];
+  }
+  if (parts.length > 0) {
+    return `it packs ${frames.offsets.length} entries but ${parts.length} overflow parts are stored with it`;
+  }
+  const entries: Entry[] = [];
+  for (const [i, offset] of frames.offsets.entries()) {
+    const end = frames.offsets[i + 1] ?? head.length;
+    const entry = decodeEntry(firstIndex + i, head.subarray(offset, end), []);
+    if (typeof entry === "string") return `its entry ${firstIndex + i}: ${entry}`;
+    entries.push(entry);
+  }
+  return entries;
+}
+
+/**
+ * The term of the entry at `index` in the segment whose first entry is at `firstIndex`,
+ * read from its header (the framing is checked, the checksums are not).
+ * @returns the term, or a sentence saying what is wrong with the stored bytes.
+ */
+export function termInSegment(firstIndex: number, head: unknown, index: number): number | string {
+  const frames = segmentFrames(firstIndex, head);
+  if (typeof frames === "string") return frames;
+  invariant(head instanceof Uint8Array, "segmentFrames accepted a value that is not bytes");
+  const offset = frames.offsets[index - firstIndex];
+  if (offset === undefined) {
+    return `it holds entries ${firstIndex} to ${
+      firstIndex + frames.offsets.length - 1
+    }, not entry ${index}`;
+  }
+  return readUint53(new DataView(head.buffer, head.byteOffset, head.byteLength), offset + 1);
 }
 
 // ---------------------------------------------------------------------------------------

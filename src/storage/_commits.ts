@@ -87,15 +87,27 @@ export function fitsInOneCommit(cost: CommitCost): boolean {
  * @returns the commits, each a list of mutations, in order.
  */
 export function packUnits(units: readonly Unit[], reserve: CommitCost): Mutation[][] {
-  const commits: Mutation[][] = [];
+  return packUnitsCounted(units, reserve).map((packed) => packed.mutations);
+}
+
+/** A commit packed by {@link packUnitsCounted}. */
+export interface PackedCommit {
+  readonly mutations: Mutation[];
+  /** Position in the packed units of the last unit in this commit. */
+  readonly lastUnit: number;
+}
+
+/** Like {@link packUnits}, and says which units each commit holds. */
+export function packUnitsCounted(units: readonly Unit[], reserve: CommitCost): PackedCommit[] {
+  const commits: PackedCommit[] = [];
   let current: Mutation[] = [];
   let cost = reserve;
-  for (const unit of units) {
+  for (const [position, unit] of units.entries()) {
     const unitCost = costOf(unit);
     invariant(fitsInOneCommit(addCosts(reserve, unitCost)), "a unit does not fit in one commit");
     const combined = addCosts(cost, unitCost);
     if (!fitsInOneCommit(combined)) {
-      commits.push(current);
+      commits.push({ mutations: current, lastUnit: position - 1 });
       current = [];
       cost = addCosts(reserve, unitCost);
     } else {
@@ -103,7 +115,7 @@ export function packUnits(units: readonly Unit[], reserve: CommitCost): Mutation
     }
     current.push(...unit);
   }
-  if (current.length > 0) commits.push(current);
+  if (current.length > 0) commits.push({ mutations: current, lastUnit: units.length - 1 });
   return commits;
 }
 

@@ -3,9 +3,11 @@
  * random moment and then checks the store. Not part of the module's API.
  *
  * `deno run -A --unstable-kv _crash_writer.ts batches <dataDir>`: saves batches of entries
- * in a loop; every entry's data says (batch number, position, batch size); every fifth
- * batch replaces the previous batch (a conflicting append); every ninth batch is bigger
- * than one KV commit. After each save resolves it prints `saved <batch> <lastIndex>`.
+ * in a loop; every entry's data says (batch number, position, batch size, entries of the
+ * batch before it kept); every fifth batch replaces the previous batch, alternately whole
+ * and from its middle (a conflicting append starting at a segment's first entry, or inside
+ * a segment); every ninth batch is bigger than one KV commit. After each save resolves it
+ * prints `saved <batch> <lastIndex>`.
  *
  * `deno run -A --unstable-kv _crash_writer.ts snapshots <dataDir>`: appends entries and
  * stores a 3 MiB snapshot whose bytes derive from its index, alternating local compaction
@@ -29,24 +31,42 @@ export const bigBatchEntries = 1_500;
 /** Bytes of each snapshot in `snapshots` mode. */
 export const crashSnapshotBytes = 3 * 1024 * 1024;
 
-/** Data of the entry at `position` of batch `batch` of `size` entries. */
-export function batchEntryData(batch: number, position: number, size: number): Uint8Array {
-  const filler = (batch * 7 + position) % 97;
-  const data = new Uint8Array(12 + filler);
+/** What the data of an entry of `batches` mode says. */
+export interface BatchEntry {
+  readonly batch: number;
+  readonly position: number;
+  readonly size: number;
+  /**
+   * Entries of the batch before this one that this batch kept: all of them, or fewer when
+   * this batch replaced the previous one from its middle.
+   */
+  readonly keptOfPrevious: number;
+}
+
+/** Data of an entry of `batches` mode. */
+export function batchEntryData(entry: BatchEntry): Uint8Array {
+  // Entries of a big batch are bigger (about 1 MB in all): more than one commit.
+  const filler = (entry.batch * 7 + entry.position) % 97 +
+    (entry.size === bigBatchEntries ? 600 : 0);
+  const data = new Uint8Array(16 + filler);
   const view = new DataView(data.buffer);
-  view.setUint32(0, batch);
-  view.setUint32(4, position);
-  view.setUint32(8, size);
-  data.fill(batch & 0xff, 12);
+  view.setUint32(0, entry.batch);
+  view.setUint32(4, entry.position);
+  view.setUint32(8, entry.size);
+  view.setUint32(12, entry.keptOfPrevious);
+  data.fill(entry.batch & 0xff, 16);
   return data;
 }
 
 /** Reads back what {@link batchEntryData} wrote. */
-export function parseBatchEntryData(
-  data: Uint8Array,
-): { batch: number; position: number; size: number } {
+export function parseBatchEntryData(data: Uint8Array): BatchEntry {
   const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
-  return { batch: view.getUint32(0), position: view.getUint32(4), size: view.getUint32(8) };
+  return {
+    batch: view.getUint32(0),
+    position: view.getUint32(4),
+    size: view.getUint32(8),
+    keptOfPrevious: view.getUint32(12),
+  };
 }
 
 /** Number of entries of batch `batch`. */
@@ -138,16 +158,23 @@ async function writeBatches(storage: KvLogStorage): Promise<never> {
   let compactedIndex = restored.snapshot?.meta.index ?? 0;
   for (;;) {
     const size = batchSize(batch);
+    const previousEntries = lastIndex - previousBatchStart + 1;
     const replacePrevious = replaceNext ||
       (batch % 5 === 4 && lastIndex > 0 && previousBatchStart > 1);
-    const start = replacePrevious ? previousBatchStart : lastIndex + 1;
+    // Every other replacement keeps the first half of the previous batch.
+    const keptOfPrevious = !replacePrevious
+      ? previousEntries
+      : replaceNext || batch % 10 === 4
+      ? 0
+      : Math.floor(previousEntries / 2);
+    const start = replacePrevious ? previousBatchStart + keptOfPrevious : lastIndex + 1;
     const entries: Entry[] = [];
     for (let position = 0; position < size; position++) {
       entries.push({
         index: start + position,
         term,
         kind: "normal",
-        data: batchEntryData(batch, position, size),
+        data: batchEntryData({ batch, position, size, keptOfPrevious }),
       });
     }
     const newLast = start + size - 1;

@@ -10,20 +10,23 @@ import {
   crc32Finish,
   crc32Start,
   crc32Update,
-  decodeEntry,
+  decodeSegment,
   describe,
   type FormatStamp,
   formatVersion,
   kvLimits,
+  logKey,
   logPrefix,
   parseFormatStamp,
   parseSnapshotRecord,
   parseStoredHardState,
   renderKey,
+  segmentFrames,
   snapshotChunkPrefix,
   snapshotMetaOf,
   type SnapshotRecord,
 } from "./_codec.ts";
+import type { SegmentInfo } from "./_segments.ts";
 import { StorageError } from "./storage_error.ts";
 
 /** What a scan found in a store that is not empty. */
@@ -34,10 +37,15 @@ export interface ScannedStore {
   /** Index of the last entry, or of the snapshot when there are no entries after it. */
   readonly lastIndex: number;
   /**
-   * Leftovers of an operation a crash interrupted after its switching commit: log entries
-   * at or below the snapshot's index or after the recorded last index, and chunks of
-   * snapshots other than the current one. Nothing reads them; deleting them completes the
-   * operation.
+   * The log segments that hold entries of the log, in order (the first may also hold
+   * entries at or below the snapshot's index, the last entries after `lastIndex`: dead).
+   */
+  readonly segments: readonly SegmentInfo[];
+  /**
+   * Leftovers of an operation a crash interrupted after its switching commit: log segments
+   * with no entry after the snapshot's index or none up to the recorded last index, and
+   * chunks of snapshots other than the current one. Nothing reads them; deleting them
+   * completes the operation.
    */
   readonly leftoverKeys: readonly Deno.KvKey[];
 }
@@ -50,7 +58,9 @@ export interface ScanContext {
   readonly nodeId: string;
 }
 
+/** A stored log segment: its head value and overflow parts, under `["log", index, …]`. */
 interface LogRecord {
+  /** The index of its first entry. */
   readonly index: number;
   readonly keys: Deno.KvKey[];
   head: unknown;
@@ -138,7 +148,9 @@ function addLogValue(raw: RawStore, key: Deno.KvKey, value: unknown, context: Sc
   } else if (part !== record.parts.length + 1) {
     throw refuse(
       context,
-      `the log entry ${entryIndex} misses overflow part ${record.parts.length + 1}`,
+      `the log segment ${renderKey(logKey(entryIndex))} misses overflow part ${
+        record.parts.length + 1
+      }`,
     );
   } else {
     record.parts.push(value);
@@ -197,19 +209,20 @@ function checkRaw(raw: RawStore, context: ScanContext): ScannedStore {
       `its hard state says the log ends at index ${lastIndex}, before the snapshot's index ${snapshotIndex}`,
     );
   }
-  const live: LogRecord[] = [];
-  for (const record of raw.log) {
-    if (record.index <= snapshotIndex || record.index > lastIndex) {
-      leftoverKeys.push(...record.keys);
-    } else live.push(record);
-  }
-  const entries = decodeLog(live, snapshotRecord, lastIndex, context);
+  const { entries, segments } = decodeLog(
+    raw.log,
+    snapshotRecord,
+    lastIndex,
+    leftoverKeys,
+    context,
+  );
   checkHardState(hardState, snapshotRecord, entries, lastIndex, context);
   return {
     stamp,
     restored: { hardState, snapshot, entries },
     snapshotRecord,
     lastIndex,
+    segments,
     leftoverKeys,
   };
 }
@@ -226,7 +239,7 @@ function checkStamp(value: unknown, context: ScanContext): FormatStamp {
   if (stamp.formatVersion !== formatVersion) {
     throw refuse(
       context,
-      `it was written in storage format version ${stamp.formatVersion} and this build reads only version ${formatVersion}`,
+      `it was written in storage format version ${stamp.formatVersion} and this build reads only version ${formatVersion}; there is no in-place upgrade between storage formats while dlock is 0.x, so open it with the dlock release that wrote it`,
     );
   }
   if (stamp.clusterId !== context.clusterId) {
@@ -277,45 +290,70 @@ function assembleSnapshot(raw: RawStore, record: SnapshotRecord, context: ScanCo
   return data;
 }
 
+/**
+ * Decodes the log segments: those with no entry in (snapshot index, lastIndex] are
+ * leftovers (their keys go to `leftoverKeys`); the others must be intact and together hold
+ * every entry of that range, once, with terms that never decrease.
+ */
 function decodeLog(
-  live: readonly LogRecord[],
+  log: readonly LogRecord[],
   snapshot: SnapshotRecord | null,
   lastIndex: number,
+  leftoverKeys: Deno.KvKey[],
   context: ScanContext,
-): Entry[] {
+): { entries: Entry[]; segments: SegmentInfo[] } {
+  const snapshotIndex = snapshot?.index ?? 0;
   const entries: Entry[] = [];
-  let expectedIndex = (snapshot?.index ?? 0) + 1;
+  const segments: SegmentInfo[] = [];
+  let expectedIndex = snapshotIndex + 1;
   let previousTerm = snapshot?.term ?? 0;
-  for (const record of live) {
-    if (record.index !== expectedIndex) {
+  for (const record of log) {
+    const where = `the log segment ${renderKey(logKey(record.index))}`;
+    if (!record.hasHead) throw refuse(context, `${where} has overflow parts but no head value`);
+    const frames = segmentFrames(record.index, record.head);
+    if (typeof frames === "string") throw refuse(context, `${where} is damaged: ${frames}`);
+    const last = record.index + frames.offsets.length - 1;
+    if (last <= snapshotIndex || record.index > lastIndex || lastIndex <= snapshotIndex) {
+      leftoverKeys.push(...record.keys);
+      continue;
+    }
+    if (record.index > expectedIndex) {
       throw refuse(context, describeGap(expectedIndex, record.index, snapshot));
     }
-    if (!record.hasHead) {
-      throw refuse(context, `the log entry ${record.index} has overflow parts but no head value`);
-    }
-    const entry = decodeEntry(record.index, record.head, record.parts);
-    if (typeof entry === "string") {
-      throw refuse(context, `the log entry ${record.index} is damaged: ${entry}`);
-    }
-    if (entry.term < previousTerm) {
+    if (record.index < expectedIndex && segments.length > 0) {
       throw refuse(
         context,
-        `the log entry ${record.index} has term ${entry.term}, lower than the term ${previousTerm} before it`,
+        `${where} holds entries ${record.index} to ${last}, overlapping the segment before it, which ends at entry ${
+          expectedIndex - 1
+        }`,
       );
     }
-    entries.push(entry);
-    previousTerm = entry.term;
-    expectedIndex++;
+    const decoded = decodeSegment(record.index, record.head, record.parts);
+    if (typeof decoded === "string") throw refuse(context, `${where} is damaged: ${decoded}`);
+    for (const entry of decoded) {
+      if (entry.index <= snapshotIndex || entry.index > lastIndex) continue;
+      if (entry.term < previousTerm) {
+        throw refuse(
+          context,
+          `the log entry ${entry.index} (in ${where}) has term ${entry.term}, lower than the term ${previousTerm} before it`,
+        );
+      }
+      entries.push(entry);
+      previousTerm = entry.term;
+    }
+    segments.push({ firstIndex: record.index, lastIndex: last, partCount: record.parts.length });
+    expectedIndex = last + 1;
   }
-  if (expectedIndex <= lastIndex) {
+  const logEnd = entries.at(-1)?.index ?? snapshotIndex;
+  if (logEnd < lastIndex) {
     throw refuse(
       context,
-      `its log ends at index ${
-        expectedIndex - 1
-      } but its hard state says it ends at ${lastIndex}: entries ${expectedIndex} to ${lastIndex} are missing`,
+      `its log ends at index ${logEnd} but its hard state says it ends at ${lastIndex}: entries ${
+        logEnd + 1
+      } to ${lastIndex} are missing`,
     );
   }
-  return entries;
+  return { entries, segments };
 }
 
 function describeGap(

@@ -3,6 +3,10 @@
  * second Deno KV gives, for single small saves and for batches (the server group-commits
  * one save per Ready, so this bounds its throughput).
  *
+ * Each line gives the wall time per operation and, on Linux, the process CPU time per
+ * operation (user + system time of every thread, Deno KV's SQLite thread included, from
+ * `/proc/self/stat`).
+ *
  * Run: `deno run -A --unstable-kv src/storage/kv_bench.ts [--dir <parent dir>] [--quick]`
  * (`--during-snapshot`: only the longest save latency while a snapshot persists)
  * (the store goes in a temp dir under `--dir`, default the system temp dir; use the disk
@@ -21,6 +25,23 @@ interface Result {
   readonly operations: number;
   readonly seconds: number;
   readonly entries: number;
+  /** Process CPU time (user + system, all threads), or null where it cannot be read. */
+  readonly cpuSeconds: number | null;
+}
+
+/**
+ * User + system CPU time of this process so far, in seconds (Linux: `/proc/self/stat`,
+ * in clock ticks of 10 ms), or null elsewhere.
+ */
+function processCpuSeconds(): number | null {
+  try {
+    const fields = Deno.readTextFileSync("/proc/self/stat").split(") ")[1]?.split(" ");
+    // After "pid (comm) ": state is field 0, utime field 11, stime field 12.
+    const ticks = Number(fields?.[11]) + Number(fields?.[12]);
+    return Number.isFinite(ticks) ? ticks / 100 : null;
+  } catch {
+    return null;
+  }
 }
 
 function entriesFrom(first: number, count: number, bytes: number): Entry[] {
@@ -42,9 +63,13 @@ async function timed(
   entries: number,
   body: () => Promise<void>,
 ): Promise<Result> {
+  const cpuStart = processCpuSeconds();
   const start = performance.now();
   await body();
-  return { name, operations, seconds: (performance.now() - start) / 1000, entries };
+  const seconds = (performance.now() - start) / 1000;
+  const cpuEnd = processCpuSeconds();
+  const cpuSeconds = cpuStart === null || cpuEnd === null ? null : cpuEnd - cpuStart;
+  return { name, operations, seconds, entries, cpuSeconds };
 }
 
 async function benchRawKv(dir: string, count: number, concurrency: number): Promise<Result> {
@@ -104,22 +129,25 @@ async function benchSnapshot(
   dir: string,
   megabytes: number,
   logEntries: number,
+  entriesPerSave: number,
 ): Promise<Result[]> {
-  const dataDir = join(dir, "snapshot");
+  const dataDir = join(dir, `snapshot-${entriesPerSave}`);
   const storage = await KvLogStorage.open({ dataDir, clusterId: "bench", nodeId: "n1" });
   const data = new Uint8Array(megabytes * 1024 * 1024);
   for (let i = 0; i < data.length; i += 997) data[i] = i & 0xff;
   const results: Result[] = [];
   try {
-    for (let first = 1; first <= logEntries; first += 500) {
+    for (let first = 1; first <= logEntries; first += entriesPerSave) {
       await storage.save({
         hardState: { term: 1, vote: null, commit: first - 1 },
-        entries: entriesFrom(first, 500, 100),
+        entries: entriesFrom(first, entriesPerSave, 100),
       });
     }
     results.push(
       await timed(
-        `saveSnapshotAndCompact: ${megabytes} MiB, compacting ${logEntries / 2} entries`,
+        `saveSnapshotAndCompact: ${megabytes} MiB, ${
+          logEntries / 2
+        } entries (${entriesPerSave}/save)`,
         1,
         0,
         () =>
@@ -149,9 +177,10 @@ async function benchSnapshot(
 
 /**
  * The longest `save()` latency while a snapshot of `megabytes` MiB is persisted with a
- * compaction of `compactedEntries` entries: a writer keeps saving 20 entries of 100 B
- * (about one Ready under load) back to back, as the Raft loop does, during the whole
- * saveSnapshotAndCompact; for comparison, the same writer's 200 saves before it.
+ * compaction of `compactedEntries` entries (saved 20 per save): a writer keeps saving 20
+ * entries of 100 B (about one Ready under load) back to back, as the Raft loop does,
+ * during the whole saveSnapshotAndCompact; for comparison, the same writer's 200 saves
+ * before it.
  */
 async function benchSavesDuringSnapshot(
   dir: string,
@@ -163,13 +192,15 @@ async function benchSavesDuringSnapshot(
   const data = new Uint8Array(megabytes * 1024 * 1024);
   for (let i = 0; i < data.length; i += 997) data[i] = i & 0xff;
   try {
+    // Filled as the server fills it under load: about 20 entries per save (so, with the
+    // log in segments, about one segment per 20 entries to delete at the compaction).
     let next = 1;
     while (next <= compactedEntries + 1_000) {
       await storage.save({
         hardState: { term: 1, vote: null, commit: next - 1 },
-        entries: entriesFrom(next, 900, 100),
+        entries: entriesFrom(next, 20, 100),
       });
-      next += 900;
+      next += 20;
     }
     const baselineMs: number[] = [];
     for (let i = 0; i < 200; i++) {
@@ -222,10 +253,15 @@ function print(result: Result): void {
   const entriesPerSecond = result.entries > 0
     ? `, ${Math.round(result.entries / result.seconds)} entries/s`
     : "";
+  const cpu = result.cpuSeconds === null
+    ? ""
+    : `, CPU ${(result.cpuSeconds * 1e6 / result.operations).toFixed(0)} µs/op`;
   console.log(
     `${result.name.padEnd(58)} ${String(result.operations).padStart(5)} ops in ${
       result.seconds.toFixed(2)
-    } s: ${perSecond.toFixed(0)} ops/s, ${(1000 / perSecond).toFixed(2)} ms/op${entriesPerSecond}`,
+    } s: ${perSecond.toFixed(0)} ops/s, ${
+      (1000 / perSecond).toFixed(2)
+    } ms/op${cpu}${entriesPerSecond}`,
   );
 }
 
@@ -253,10 +289,12 @@ if (import.meta.main) {
       print(await benchRawKv(dir, Math.round(1000 * scale), 1));
       print(await benchRawKv(dir, Math.round(2000 * scale), 8));
       print(await benchSaves(dir, "single", Math.round(1000 * scale), 1, 100));
+      print(await benchSaves(dir, "batch18", Math.round(3000 * scale), 18, 80));
       print(await benchSaves(dir, "batch100", Math.round(300 * scale), 100, 100));
       print(await benchSaves(dir, "batch900", Math.round(50 * scale), 900, 100));
       print(await benchSaves(dir, "batch1024", Math.round(50 * scale), 1024, 100));
-      for (const result of await benchSnapshot(dir, 10, 10_000)) print(result);
+      for (const result of await benchSnapshot(dir, 10, 10_000, 500)) print(result);
+      for (const result of await benchSnapshot(dir, 3, 20_000, 18)) print(result);
     }
   } finally {
     await Deno.remove(dir, { recursive: true });

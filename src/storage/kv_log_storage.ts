@@ -12,9 +12,9 @@ import {
   crc32Finish,
   crc32Start,
   crc32Update,
-  describe,
-  encodeEntry,
-  entryHeaderBytes,
+  decodeSegment,
+  type EncodedSegment,
+  encodeSegments,
   formatKey,
   type FormatStamp,
   formatVersion,
@@ -28,6 +28,7 @@ import {
   snapshotKey,
   type SnapshotRecord,
   storedHardState,
+  termInSegment,
 } from "./_codec.ts";
 import {
   addCosts,
@@ -37,10 +38,12 @@ import {
   fitsInOneCommit,
   type Mutation,
   packUnits,
+  packUnitsCounted,
   type Unit,
 } from "./_commits.ts";
 import { invariant } from "./_invariant.ts";
 import { type ScanContext, scanStore } from "./_scan.ts";
+import { SegmentIndex, type SegmentInfo, segmentKeys } from "./_segments.ts";
 import { StorageError } from "./storage_error.ts";
 
 /** Name of the Deno KV file inside the data directory. */
@@ -53,7 +56,7 @@ export const lockFileName = "raft.lock";
  * each commit is its own step, so that saves called meanwhile wait for one step at most.
  */
 export const snapshotChunksPerStep = 4;
-/** Keys deleted per commit (one step) after a compaction. */
+/** Keys (log segments and snapshot chunks) deleted per commit (one step) after a compaction. */
 export const compactionDeletesPerStep = 256;
 
 /** Options of {@link KvLogStorage.open}. */
@@ -101,6 +104,8 @@ export class KvLogStorage {
   /** Id of the next snapshot written; ids are never reused while the store is open. */
   #nextSnapshotId: bigint;
   #lastIndex: number;
+  /** Every log segment in the store; kept in step with each commit. */
+  readonly #segments: SegmentIndex;
   #restoredAtOpen: RestoredState | null;
   #tail: Promise<void> = Promise.resolve();
   #failure: Error | null = null;
@@ -113,6 +118,7 @@ export class KvLogStorage {
     restored: RestoredState,
     snapshotRecord: SnapshotRecord | null,
     lastIndex: number,
+    segments: readonly SegmentInfo[],
   ) {
     this.#kv = kv;
     this.#lockFile = lockFile;
@@ -121,6 +127,7 @@ export class KvLogStorage {
     this.#snapshotRecord = snapshotRecord;
     this.#nextSnapshotId = (snapshotRecord?.id ?? 0n) + 1n;
     this.#lastIndex = lastIndex;
+    this.#segments = new SegmentIndex(segments);
     this.#restoredAtOpen = restored;
   }
 
@@ -192,6 +199,7 @@ export class KvLogStorage {
         { hardState, snapshot: null, entries: [] },
         null,
         0,
+        [],
       );
     }
     for (const mutations of packUnits(deletionUnits(scanned.leftoverKeys), emptyCost)) {
@@ -204,6 +212,7 @@ export class KvLogStorage {
       scanned.restored,
       scanned.snapshotRecord,
       scanned.lastIndex,
+      scanned.segments,
     );
   }
 
@@ -230,13 +239,17 @@ export class KvLogStorage {
    * last entry with the same term, as in the Raft paper, figure 13), then the entries
    * (replacing every persisted entry at and after `entries[0].index`) with the hard state.
    *
-   * A batch within Deno KV's commit limits (up to about 990 small entries, or 780 KiB)
-   * goes in ONE atomic commit, together with the hard state and the log's new last index;
-   * that last index hides a replaced suffix at once, whose keys are deleted afterwards. A
-   * bigger batch is split into commits in index order, each extending the last index and
-   * carrying the hard state with its commit capped at that index, so that a crash leaves a
-   * prefix of the new log and a consistent hard state. A snapshot's data is written first
-   * under a new id and switched to in one commit.
+   * The entries are packed back to back into log segments of at most 64 KiB (normally
+   * one per save). A batch within Deno KV's commit limits (about 780 KiB: 12 full
+   * segments) goes in ONE atomic commit, together with the hard state and the log's new
+   * last index; when it replaces a suffix, the segment holding `entries[0].index` is
+   * rewritten without the replaced entries and the segments the batch covers are deleted
+   * in that commit too, and the new last index hides the rest of the suffix at once (its
+   * segments are deleted in the same commit if it has room, else right after). A bigger
+   * batch is split into commits of whole segments in index order, each extending the last
+   * index and carrying the hard state with its commit capped at that index, so that a
+   * crash leaves a prefix of the new log and a consistent hard state. A snapshot's data
+   * is written first under a new id and switched to in one commit.
    *
    * Resolves only after everything is durable; the core must not treat entries as
    * persisted before.
@@ -261,8 +274,9 @@ export class KvLogStorage {
   }
 
   /**
-   * Stores a snapshot the state machine took, then deletes the log entries up to
-   * `snapshot.meta.index`; entries after it stay. Written under a new id and switched to
+   * Stores a snapshot the state machine took, then deletes the log segments whose entries
+   * are all at or below `snapshot.meta.index`; entries after it stay (a segment straddling
+   * the index stays whole, its entries up to the index dead). Written under a new id and switched to
    * in one commit; the replaced snapshot's chunks are deleted after the switch.
    *
    * Runs as a sequence of small steps, each one operation in the store's queue (a commit
@@ -289,7 +303,9 @@ export class KvLogStorage {
       await this.#checkSnapshot(snapshot, null);
       return { id: this.#nextSnapshotId++, basedOn: this.#snapshotRecord };
     });
-    const chunkCount = Math.ceil(data.length / kvLimits.valueBytesMax);
+    // The CRC-32 goes step by step with the chunks, not in one go before them: a compaction
+    // runs beside the server's loop, which a multi-megabyte checksum would stall.
+    const chunkCount = chunkCountOf(data);
     let crc = crc32Start;
     for (let first = 0; first < chunkCount; first += snapshotChunksPerStep) {
       const mutations: Mutation[] = [];
@@ -298,50 +314,27 @@ export class KvLogStorage {
         chunk < Math.min(first + snapshotChunksPerStep, chunkCount);
         chunk++
       ) {
-        const bytes = data.slice(
-          chunk * kvLimits.valueBytesMax,
-          (chunk + 1) * kvLimits.valueBytesMax,
-        );
+        const bytes = chunkBytes(data, chunk);
         crc = crc32Update(crc, bytes);
         mutations.push({ type: "set", key: snapshotChunkKey(id, chunk), value: bytes });
       }
       await this.#run(operation, () => commit(this.#kv, mutations));
     }
-    const record: SnapshotRecord = {
-      id,
-      index: meta.index,
-      term: meta.term,
-      voters: [...meta.voters],
-      byteLength: data.length,
-      chunkCount,
-      crc32: crc32Finish(crc),
-    };
+    const record = snapshotRecordOf(id, snapshot, crc32Finish(crc));
     const garbage = await this.#run(operation, async () => {
       const current = this.#snapshotRecord;
       if (current !== basedOn && meta.index <= this.#snapshotIndex) {
         // Superseded by a snapshot installed meanwhile: never switched to.
-        return { logBelow: 0, chunks: chunkKeysOf(record) };
+        return { switched: false, chunks: chunkKeysOf(record) };
       }
       await this.#checkSnapshot(snapshot, null);
-      await this.#deleteKeys(await this.#switchSnapshot(record, null));
-      return { logBelow: meta.index + 1, chunks: current === null ? [] : chunkKeysOf(current) };
+      await this.#switchSnapshot(record, null);
+      return { switched: true, chunks: current === null ? [] : chunkKeysOf(current) };
     });
-    // The log keys up to the snapshot's index: listed step by step (a snapshot installed
-    // meanwhile may have deleted some already).
-    for (let more = garbage.logBelow > 1; more;) {
-      more = await this.#run(operation, async () => {
-        let keys = await this.#listLogKeys(1, garbage.logBelow, compactionDeletesPerStep);
-        const full = keys.length === compactionDeletesPerStep;
-        if (full) {
-          // An entry's keys go in one commit (a crash must not leave overflow parts
-          // without the ones before them): the last entry listed waits for the next step.
-          const last = indexOfLogKey(keys.at(-1)!);
-          const whole = keys.filter((key) => indexOfLogKey(key) !== last);
-          keys = whole.length > 0 ? whole : await this.#listLogKeys(last, last + 1);
-        }
-        await this.#deleteKeys(keys);
-        return full;
-      });
+    // The log segments the snapshot made dead (every entry at or below its index), a few
+    // per step; found again at each step (a save meanwhile may have deleted some already).
+    for (let more = garbage.switched; more;) {
+      more = await this.#run(operation, () => this.#deleteDeadSegments(compactionDeletesPerStep));
     }
     for (let first = 0; first < garbage.chunks.length; first += compactionDeletesPerStep) {
       const keys = garbage.chunks.slice(first, first + compactionDeletesPerStep);
@@ -437,45 +430,108 @@ export class KvLogStorage {
       lastTerm <= hardState.term,
       `entry term ${lastTerm} is beyond the hard state term ${hardState.term}`,
     );
-    // Keys of the replaced entries: overflow parts the new entries do not overwrite go in
-    // the same commit as the entry; entries after the new last index are a tail that the
-    // new last index hides at once and that is deleted afterwards.
-    const replaced = entries.length > 0 && first <= this.#lastIndex
-      ? await this.#listLogKeys(first, null)
-      : [];
-    const units = entries.map(entryUnit);
-    const written = new Set(
-      replaced.length === 0 ? [] : units.flat().map((mutation) => renderKey(mutation.key)),
-    );
-    const stale = new Map<number, Mutation[]>();
-    const tail: Deno.KvKey[] = [];
-    for (const key of replaced) {
-      const index = indexOfLogKey(key);
-      if (index > newLastIndex) tail.push(key);
-      else if (!written.has(renderKey(key))) {
-        stale.set(index, [...(stale.get(index) ?? []), { type: "delete", key }]);
-      }
+    if (entries.length === 0) {
+      await this.#commitWithHardState([], hardState, this.#lastIndex);
+      return;
     }
-    const unitsWithStale = entries.map((
-      entry,
-      i,
-    ) => [...(stale.get(entry.index) ?? []), ...units[i]!]);
-    const batch = unitsWithStale.flat();
+    const segments = encodeSegments(entries);
+    const units = await this.#appendUnits(segments);
+    // Segments after the new last index (a replaced tail): hidden at once by the new last
+    // index, deleted in the same commit if it has room, else right after.
+    const tail = this.#segments.from(newLastIndex + 1);
     const hardStateCost = costOf([hardStateMutation(hardState, newLastIndex)]);
-    const tailDeletes = tail.map((key): Mutation => ({ type: "delete", key }));
+    const batch = units.flatMap((unit) => unit.mutations);
+    const tailDeletes = tail.flatMap(segmentKeys).map((key): Mutation => ({ type: "delete", key }));
     if (fitsInOneCommit(addCosts(costOf([...batch, ...tailDeletes]), hardStateCost))) {
       await this.#commitWithHardState([...batch, ...tailDeletes], hardState, newLastIndex);
+      this.#segments.replaceFrom(first, segments.map(segmentInfo));
       return;
     }
     if (fitsInOneCommit(addCosts(costOf(batch), hardStateCost))) {
       await this.#commitWithHardState(batch, hardState, newLastIndex);
     } else {
-      // Too big for one commit: in index order, each commit extending the log's end.
-      for (const mutations of packUnits(unitsWithStale, hardStateCost)) {
-        await this.#commitWithHardState(mutations, hardState, highestIndexOf(mutations));
+      // Too big for one commit: in index order, each commit ending the log after the last
+      // segment it stores (or, before the first, just before `first`).
+      let lastIndex = first - 1;
+      let firstUnit = 0;
+      const packed = packUnitsCounted(units.map((unit) => unit.mutations), hardStateCost);
+      for (const { mutations, lastUnit } of packed) {
+        for (const unit of units.slice(firstUnit, lastUnit + 1)) {
+          lastIndex = unit.lastIndex ?? lastIndex;
+        }
+        firstUnit = lastUnit + 1;
+        await this.#commitWithHardState(mutations, hardState, lastIndex);
       }
     }
-    await this.#deleteKeys(tail);
+    this.#segments.replaceFrom(first, segments.map(segmentInfo));
+    await this.#deleteKeys(tail.flatMap(segmentKeys));
+  }
+
+  /**
+   * The mutations that store `segments` (consecutive, from `first` = their first index on),
+   * in units that must each go in one commit, in an order that keeps the log consistent at
+   * every commit boundary:
+   * - first, if a stored segment starts before `first` and holds it (an entry from `first`
+   *   on is replaced, or the segment holds dead entries after the last index), its rewrite
+   *   without its entries from `first` on;
+   * - then, for each new segment, the deletion of every stored segment that starts inside
+   *   its range (a unit per stored segment, with its overflow parts), then the new segment
+   *   (with the deletion of the overflow parts it does not overwrite of a stored segment
+   *   at its own first index).
+   * So a commit never leaves two segments holding an index up to the last index it
+   * records, nor a hole: it records the last index of the last new segment it stores, and
+   * every stored segment starting before that is rewritten or deleted in it or before.
+   */
+  async #appendUnits(segments: readonly EncodedSegment[]): Promise<AppendUnit[]> {
+    const first = segments[0]!.firstIndex;
+    const units: AppendUnit[] = [];
+    const straddling = this.#segments.find(first);
+    if (straddling !== undefined && straddling.firstIndex < first) {
+      units.push({ mutations: [await this.#truncatedSegment(straddling, first)], lastIndex: null });
+    }
+    const stored = this.#segments.from(first);
+    let next = 0;
+    for (const segment of segments) {
+      const mutations = segment.values.map((value, part): Mutation => ({
+        type: "set",
+        key: part === 0 ? logKey(segment.firstIndex) : logPartKey(segment.firstIndex, part),
+        value,
+      }));
+      for (; next < stored.length && stored[next]!.firstIndex <= segment.lastIndex; next++) {
+        const old = stored[next]!;
+        const deletions = (keys: Deno.KvKey[]) =>
+          keys.map((key): Mutation => ({ type: "delete", key }));
+        if (old.firstIndex === segment.firstIndex) {
+          mutations.push(...deletions(segmentKeys(old).slice(segment.values.length)));
+        } else {
+          units.push({ mutations: deletions(segmentKeys(old)), lastIndex: null });
+        }
+      }
+      units.push({ mutations, lastIndex: segment.lastIndex });
+    }
+    return units;
+  }
+
+  /** A rewrite of `segment` without its entries from `index` on (it starts before `index`). */
+  async #truncatedSegment(segment: SegmentInfo, index: number): Promise<Mutation> {
+    invariant(
+      segment.firstIndex < index && segment.partCount === 0,
+      `segment ${segment.firstIndex} cannot be truncated at ${index}`,
+    );
+    const key = logKey(segment.firstIndex);
+    const { value } = await this.#kv.get(key);
+    const decoded = decodeSegment(segment.firstIndex, value, []);
+    if (typeof decoded === "string") {
+      throw new StorageError(
+        this.#context.dataDir,
+        `Cannot truncate the log segment ${
+          renderKey(key)
+        } in the Raft store at ${this.#context.kvPath} as it is damaged: ${decoded}`,
+      );
+    }
+    const kept = encodeSegments(decoded.filter((entry) => entry.index < index));
+    invariant(kept.length === 1, "a truncated segment does not fit one value");
+    return { type: "set", key, value: kept[0]!.values[0]! };
   }
 
   /**
@@ -488,10 +544,9 @@ export class KvLogStorage {
     await this.#checkSnapshot(snapshot, hardState);
     const previous = this.#snapshotRecord;
     const record = await this.#writeChunks(this.#nextSnapshotId++, snapshot);
-    const leftovers = await this.#switchSnapshot(record, hardState);
-    leftovers.push(...await this.#listLogKeys(1, snapshot.meta.index + 1));
-    if (previous !== null) leftovers.push(...chunkKeysOf(previous));
-    await this.#deleteKeys(leftovers);
+    await this.#switchSnapshot(record, hardState);
+    await this.#deleteDeadSegments(null);
+    if (previous !== null) await this.#deleteKeys(chunkKeysOf(previous));
   }
 
   /**
@@ -522,33 +577,44 @@ export class KvLogStorage {
 
   /**
    * Switches to the snapshot of `record`, whose chunks are durable, in one commit that also
-   * sets the log's new last index (and `hardState`, or the current one when null).
-   * @returns the keys of a log suffix the switch dropped (a snapshot from the leader that
-   * conflicts with the log): to delete before anything else is written; then the keys
-   * up to the snapshot's index and the replaced snapshot's chunks are dead.
+   * sets the log's new last index (and `hardState`, or the current one when null). The log
+   * segments that hold no entry after the snapshot's index or none up to the new last
+   * index are dead from then on (see {@link KvLogStorage.#deleteDeadSegments}).
    */
-  async #switchSnapshot(
-    record: SnapshotRecord,
-    hardState: HardState | null,
-  ): Promise<Deno.KvKey[]> {
+  async #switchSnapshot(record: SnapshotRecord, hardState: HardState | null): Promise<void> {
     const { index, term } = record;
     const termAtIndex = await this.#termAt(index);
     // Raft figure 13: keep the entries after the snapshot only if the log has its last entry.
     const keepSuffix = termAtIndex === term;
-    const previousLastIndex = this.#lastIndex;
-    const lastIndex = keepSuffix ? Math.max(previousLastIndex, index) : index;
+    const lastIndex = keepSuffix ? Math.max(this.#lastIndex, index) : index;
     await this.#commitWithHardState(
       [{ type: "set", key: snapshotKey, value: record }],
       hardState ?? this.#hardState,
       lastIndex,
     );
     this.#snapshotRecord = record;
-    return previousLastIndex > lastIndex ? await this.#listLogKeys(lastIndex + 1, null) : [];
+  }
+
+  /**
+   * Deletes log segments that hold no entry of the log (every entry at or below the
+   * snapshot's index, or after the last index), at most `keysMax` keys (null: all), each
+   * segment with its overflow parts in one commit.
+   * @returns true when it deleted something with a limit (more may be dead).
+   */
+  async #deleteDeadSegments(keysMax: number | null): Promise<boolean> {
+    const dead = this.#segments.dead(
+      this.#snapshotIndex,
+      this.#lastIndex,
+      keysMax ?? Number.POSITIVE_INFINITY,
+    );
+    await this.#deleteKeys(dead.flatMap(segmentKeys));
+    this.#segments.remove(dead);
+    return keysMax !== null && dead.length > 0;
   }
 
   /**
    * Deletes keys nothing refers to any more, in as many commits as needed; the keys of one
-   * log entry (head and overflow parts, consecutive in `keys`) in the same commit.
+   * log segment (head and overflow parts, consecutive in `keys`) in the same commit.
    */
   async #deleteKeys(keys: readonly Deno.KvKey[]): Promise<void> {
     for (const mutations of packUnits(deletionUnits(keys), emptyCost)) {
@@ -558,62 +624,64 @@ export class KvLogStorage {
 
   /** Writes the chunks of a snapshot under `id`; nothing refers to them yet. */
   async #writeChunks(id: bigint, snapshot: Snapshot): Promise<SnapshotRecord> {
-    const { data, meta } = snapshot;
-    const chunkCount = Math.ceil(data.length / kvLimits.valueBytesMax);
+    const { data } = snapshot;
     const units: Unit[] = [];
     let crc = crc32Start;
-    for (let chunk = 0; chunk < chunkCount; chunk++) {
-      const bytes = data.slice(
-        chunk * kvLimits.valueBytesMax,
-        (chunk + 1) * kvLimits.valueBytesMax,
-      );
+    for (let chunk = 0; chunk < chunkCountOf(data); chunk++) {
+      const bytes = chunkBytes(data, chunk);
       crc = crc32Update(crc, bytes);
       units.push([{ type: "set", key: snapshotChunkKey(id, chunk), value: bytes }]);
     }
     for (const mutations of packUnits(units, emptyCost)) await commit(this.#kv, mutations);
-    return {
-      id,
-      index: meta.index,
-      term: meta.term,
-      voters: [...meta.voters],
-      byteLength: data.length,
-      chunkCount,
-      crc32: crc32Finish(crc),
-    };
-  }
-
-  /** Keys of the log in [from, to) (to = null: to the end), in key order, the first `limit`. */
-  async #listLogKeys(from: number, to: number | null, limit?: number): Promise<Deno.KvKey[]> {
-    const selector: Deno.KvListSelector = to === null
-      ? { prefix: [logPrefix], start: logKey(from) }
-      : { start: logKey(from), end: logKey(to) };
-    const keys: Deno.KvKey[] = [];
-    const options: Deno.KvListOptions = limit === undefined
-      ? { batchSize: 500 }
-      : { batchSize: Math.min(500, limit), limit };
-    for await (const { key } of this.#kv.list(selector, options)) keys.push(key);
-    return keys;
+    return snapshotRecordOf(id, snapshot, crc32Finish(crc));
   }
 
   /** Term of the entry at `index`: from the log, the snapshot, or null when unknown. */
   async #termAt(index: number): Promise<number | null> {
     if (index === this.#snapshotIndex) return this.#snapshotRecord?.term ?? null;
     if (index < this.#snapshotIndex || index > this.#lastIndex) return null;
-    const { value } = await this.#kv.get(logKey(index));
-    if (!(value instanceof Uint8Array) || value.length < entryHeaderBytes) {
+    const segment = this.#segments.find(index);
+    invariant(segment !== undefined, `no log segment holds entry ${index} of the log`);
+    const key = logKey(segment.firstIndex);
+    const { value } = await this.#kv.get(key);
+    const term = termInSegment(segment.firstIndex, value, index);
+    if (typeof term === "string") {
       throw new StorageError(
         this.#context.dataDir,
-        `Cannot read entry ${index} in the Raft store at ${this.#context.kvPath}: its value is a ${
-          describe(value)
-        }`,
+        `Cannot read entry ${index} in the log segment ${
+          renderKey(key)
+        } of the Raft store at ${this.#context.kvPath}: ${term}`,
       );
     }
-    const view = new DataView(value.buffer, value.byteOffset, value.byteLength);
-    return view.getUint32(1) * 2 ** 32 + view.getUint32(5);
+    return term;
   }
 }
 
 // ---------------------------------------------------------------------------------------
+
+/** The record of `snapshot` stored under `id`, whose data has the CRC-32 `crc32`. */
+function snapshotRecordOf(id: bigint, snapshot: Snapshot, crc32: number): SnapshotRecord {
+  const { data, meta } = snapshot;
+  return {
+    id,
+    index: meta.index,
+    term: meta.term,
+    voters: [...meta.voters],
+    byteLength: data.length,
+    chunkCount: chunkCountOf(data),
+    crc32,
+  };
+}
+
+/** Number of KV values snapshot data of this size is stored in. */
+function chunkCountOf(data: Uint8Array): number {
+  return Math.ceil(data.length / kvLimits.valueBytesMax);
+}
+
+/** Chunk `chunk` of snapshot data, copied: a stored view would carry its whole buffer. */
+function chunkBytes(data: Uint8Array, chunk: number): Uint8Array {
+  return data.slice(chunk * kvLimits.valueBytesMax, (chunk + 1) * kvLimits.valueBytesMax);
+}
 
 async function lockDataDir(dataDir: string): Promise<Deno.FsFile> {
   const lockPath = join(dataDir, lockFileName);
@@ -693,12 +761,21 @@ function chunkKeysOf(record: SnapshotRecord): Deno.KvKey[] {
   );
 }
 
-function entryUnit(entry: Entry): Unit {
-  return encodeEntry(entry).map((value, part): Mutation => ({
-    type: "set",
-    key: part === 0 ? logKey(entry.index) : logPartKey(entry.index, part),
-    value,
-  }));
+/**
+ * Mutations of an append that go in one commit; `lastIndex` is the last entry of the new
+ * segment they store, or null for a rewrite or deletions of stored segments.
+ */
+interface AppendUnit {
+  readonly mutations: Mutation[];
+  readonly lastIndex: number | null;
+}
+
+function segmentInfo(segment: EncodedSegment): SegmentInfo {
+  return {
+    firstIndex: segment.firstIndex,
+    lastIndex: segment.lastIndex,
+    partCount: segment.values.length - 1,
+  };
 }
 
 function hardStateMutation(hardState: HardState, lastIndex: number): Mutation {
@@ -715,14 +792,4 @@ function capCommit(hardState: HardState, lastIndex: number): HardState {
 
 function sameHardState(a: HardState, b: HardState): boolean {
   return a.term === b.term && a.vote === b.vote && a.commit === b.commit;
-}
-
-function indexOfLogKey(key: Deno.KvKey): number {
-  const index = key[1];
-  invariant(key[0] === logPrefix && typeof index === "bigint", `not a log key: ${renderKey(key)}`);
-  return Number(index);
-}
-
-function highestIndexOf(mutations: readonly Mutation[]): number {
-  return Math.max(...mutations.map((mutation) => indexOfLogKey(mutation.key)));
 }

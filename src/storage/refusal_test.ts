@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { Entry } from "../raft/types.ts";
 import { kvFileName, KvLogStorage, StorageError } from "./mod.ts";
-import { logKey } from "./_codec.ts";
+import { encodeSegments, logKey } from "./_codec.ts";
 
 const ids = { clusterId: "cluster-a", nodeId: "127.0.0.1:5000" };
 
@@ -14,14 +14,23 @@ function entries(from: number, to: number, term: number): Entry[] {
   return list;
 }
 
-/** A closed store with a snapshot at 10 (term 1) and entries 11..20 (term 2). */
+/**
+ * A closed store with a snapshot at 10 (term 1) and entries 11..20 (term 2) in the
+ * segments 11..13, 14..16 and 17..20 (entries of 217 bytes: 17 of header, 200 of data).
+ */
 async function populatedStore(): Promise<{ root: string; dataDir: string }> {
   const root = await Deno.makeTempDir({ prefix: "dlock_refusal_" });
   const dataDir = join(root, "data");
   const storage = await KvLogStorage.open({ dataDir, ...ids });
   await storage.save({
+    hardState: { term: 2, vote: "n2", commit: 10 },
+    entries: entries(1, 10, 1),
+  });
+  await storage.save({ entries: entries(11, 13, 2) });
+  await storage.save({ entries: entries(14, 16, 2) });
+  await storage.save({
     hardState: { term: 2, vote: "n2", commit: 15 },
-    entries: [...entries(1, 10, 1), ...entries(11, 20, 2)],
+    entries: entries(17, 20, 2),
   });
   await storage.saveSnapshotAndCompact({
     meta: { index: 10, term: 1, voters: ["n1", "n2"] },
@@ -92,8 +101,25 @@ Deno.test("a store of another server is refused", async () => {
 
 Deno.test("a store of a future format version is refused", async () => {
   await assertRefused(
-    (kv) => kv.set(["format"], { ...ids, formatVersion: 2 }),
-    /storage format version 2 and this build reads only version 1/,
+    (kv) => kv.set(["format"], { ...ids, formatVersion: 3 }),
+    /storage format version 3 and this build reads only version 2/,
+  );
+});
+
+Deno.test("a store of format version 1 (one key per entry) is refused, not reset", async () => {
+  await assertRefused(
+    async (kv) => {
+      // What version 1 wrote: the stamp, the hard state and one key per entry.
+      for await (const { key } of kv.list({ prefix: [] })) await kv.delete(key);
+      const stamp = { ...ids, formatVersion: 1 };
+      let operation = kv.atomic().set(["format"], stamp)
+        .set(["hardState"], { term: 1, vote: null, commit: 3, lastIndex: 3 });
+      for (const entry of entries(1, 3, 1)) {
+        operation = operation.set(logKey(entry.index), encodeSegments([entry])[0]!.values[0]!);
+      }
+      await operation.commit();
+    },
+    /written in storage format version 1 and this build reads only version 2; there is no in-place upgrade/,
   );
 });
 
@@ -103,8 +129,8 @@ Deno.test("a store without a format stamp is refused", async () => {
 
 Deno.test("a log that ends before its recorded last index is refused", async () => {
   await assertRefused(
-    (kv) => kv.delete(logKey(20)),
-    /log ends at index 19 but its hard state says it ends at 20: entries 20 to 20 are missing/,
+    (kv) => kv.delete(logKey(17)),
+    /log ends at index 16 but its hard state says it ends at 20: entries 17 to 20 are missing/,
   );
   await assertRefused(
     (kv) => kv.set(["hardState"], { term: 2, vote: null, commit: 5, lastIndex: 8 }),
@@ -114,8 +140,8 @@ Deno.test("a log that ends before its recorded last index is refused", async () 
 
 Deno.test("a log with a hole is refused", async () => {
   await assertRefused(
-    (kv) => kv.delete(logKey(15)),
-    /log has a hole: entries 15 to 15 are missing/,
+    (kv) => kv.delete(logKey(14)),
+    /log has a hole: entries 14 to 16 are missing/,
   );
 });
 
@@ -157,18 +183,64 @@ Deno.test("a hard state of the wrong shape is refused", async () => {
 
 Deno.test("a damaged log entry is refused", async () => {
   await assertRefused(async (kv) => {
-    const { value } = await kv.get<Uint8Array>(logKey(12));
+    const { value } = await kv.get<Uint8Array>(logKey(14));
+    assert.ok(value instanceof Uint8Array && value.length === 3 * 217);
+    value[217 + 100] = value[217 + 100]! ^ 0xff;
+    await kv.set(logKey(14), value);
+  }, /log segment \["log", 14n\] is damaged: its entry 15: its checksum does not match/);
+  await assertRefused(async (kv) => {
+    const { value } = await kv.get<Uint8Array>(logKey(11));
     assert.ok(value instanceof Uint8Array);
-    value[100] = value[100]! ^ 0xff;
-    await kv.set(logKey(12), value);
-  }, /log entry 12 is damaged: its checksum does not match/);
+    value[0] = 9;
+    await kv.set(logKey(11), value);
+  }, /log segment \["log", 11n\] is damaged: its entry 11: it has the unknown kind code 9/);
   await assertRefused(
-    (kv) => kv.set(logKey(13), { term: 2 }),
-    /log entry 13 is damaged: its value is a object, not bytes/,
+    (kv) => kv.set(logKey(14), { term: 2 }),
+    /log segment \["log", 14n\] is damaged: its value is a object, not bytes/,
   );
   await assertRefused(
     (kv) => kv.set(["log", 14], new Uint8Array(20)),
     /log key \["log", 14\] has no index/,
+  );
+});
+
+Deno.test("a log segment whose entry lengths do not add up to its size is refused", async () => {
+  const resized = (change: (value: Uint8Array) => Uint8Array) => async (kv: Deno.Kv) => {
+    const { value } = await kv.get<Uint8Array>(logKey(14));
+    assert.ok(value instanceof Uint8Array);
+    await kv.set(logKey(14), change(value));
+  };
+  await assertRefused(
+    resized((value) => value.slice(0, value.length - 5)),
+    /segment \["log", 14n\] is damaged: its entry 16 declares 200 data bytes but only 195 follow: the entry lengths do not add up to the value's 646 bytes/,
+  );
+  await assertRefused(
+    resized((value) => new Uint8Array([...value, 1, 2, 3])),
+    /segment \["log", 14n\] is damaged: its last 3 bytes \(after entry 16\) are fewer than an entry header/,
+  );
+  // Entry 15's length field says 150: entry 16's header is then read inside entry 15's data.
+  await assertRefused(
+    resized((value) => {
+      const copy = value.slice();
+      new DataView(copy.buffer).setUint32(217 + 9, 150);
+      return copy;
+    }),
+    /segment \["log", 14n\] is damaged: its entry 16 declares 252645135 data bytes but only 250 follow: the entry lengths do not add up to the value's 651 bytes/,
+  );
+  await assertRefused(
+    (kv) => kv.set(logKey(14), new Uint8Array(0)),
+    /segment \["log", 14n\] is damaged: its value is empty/,
+  );
+  await assertRefused(
+    (kv) => kv.set(["log", 14n, 1], new Uint8Array(10)),
+    /segment \["log", 14n\] is damaged: it packs 3 entries but 1 overflow parts are stored with it/,
+  );
+});
+
+Deno.test("overlapping log segments are refused", async () => {
+  await assertRefused(
+    (kv) => kv.set(logKey(12), encodeSegments(entries(12, 12, 2))[0]!.values[0]!),
+    /segment \["log", 12n\] holds entries 12 to 12, overlapping the segment before it, which ends at entry 13/,
   );
 });
 
