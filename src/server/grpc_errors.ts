@@ -8,20 +8,25 @@
  *
  * @module
  */
-import * as grpc from "@grpc/grpc-js";
+// Types only: grpc-js is loaded when the first gRPC client connects (see grpc_api.ts).
+import type * as grpc from "@grpc/grpc-js";
 import { DlockError, type ErrorReason, NotLeaderError } from "../errors.ts";
 
-/** gRPC status code of each reason. */
+/**
+ * gRPC status code of each reason (the codes are fixed by the gRPC specification:
+ * CANCELLED 1, INVALID_ARGUMENT 3, DEADLINE_EXCEEDED 4, NOT_FOUND 5,
+ * RESOURCE_EXHAUSTED 8, FAILED_PRECONDITION 9, UNAVAILABLE 14).
+ */
 export const statusCodeByReason: Readonly<Record<ErrorReason, grpc.status>> = {
-  NOT_LEADER: grpc.status.UNAVAILABLE,
-  SESSION_EXPIRED: grpc.status.NOT_FOUND,
-  NOT_HOLDER: grpc.status.FAILED_PRECONDITION,
-  INVALID_ARGUMENT: grpc.status.INVALID_ARGUMENT,
-  TIMEOUT: grpc.status.DEADLINE_EXCEEDED,
-  CANCELLED: grpc.status.CANCELLED,
-  RESOURCE_EXHAUSTED: grpc.status.RESOURCE_EXHAUSTED,
-  STALE_FENCE: grpc.status.FAILED_PRECONDITION,
-  UNAVAILABLE: grpc.status.UNAVAILABLE,
+  NOT_LEADER: 14,
+  SESSION_EXPIRED: 5,
+  NOT_HOLDER: 9,
+  INVALID_ARGUMENT: 3,
+  TIMEOUT: 4,
+  CANCELLED: 1,
+  RESOURCE_EXHAUSTED: 8,
+  STALE_FENCE: 9,
+  UNAVAILABLE: 14,
 };
 
 /** The in-band error of streams (`dlock.v1.Error`). */
@@ -55,9 +60,15 @@ export function toErrorMessage(error: DlockError): ErrorMessage {
   return { reason: error.reason, message: error.message, leader: leaderOf(error) };
 }
 
-/** The gRPC error for a unary call, with `dlock-reason` and `dlock-leader` metadata. */
-export function toServiceError(error: DlockError): Partial<grpc.StatusObject> {
-  const metadata = new grpc.Metadata();
+/**
+ * The gRPC error for a unary call, with `dlock-reason` and `dlock-leader` set in
+ * `metadata` (a new, empty `grpc.Metadata`, which the caller creates: this module does
+ * not load grpc-js).
+ */
+export function toServiceError(
+  error: DlockError,
+  metadata: grpc.Metadata,
+): Partial<grpc.StatusObject> {
   metadata.set("dlock-reason", error.reason);
   metadata.set("dlock-leader", leaderOf(error));
   return { code: statusCodeByReason[error.reason], details: error.message, metadata };

@@ -31,13 +31,8 @@ export {
   type LogStorage,
   type RaftCore,
 } from "./node.ts";
-export {
-  LockApi,
-  lockServiceHandlers,
-  type OpenStream,
-  type StreamPeer,
-  type StreamSession,
-} from "./service.ts";
+export { LockApi, type OpenStream, type StreamPeer, type StreamSession } from "./service.ts";
+export { createGrpcServer, lockServiceHandlers, serveLockApi } from "./grpc_api.ts";
 export { ClientFrontend, type ClientFrontendOptions } from "./native.ts";
 export { clusterIdOf } from "./cluster_id.ts";
 export { asDlockError, statusCodeByReason, toErrorMessage, toServiceError } from "./grpc_errors.ts";

@@ -44,6 +44,12 @@ export interface ClientFrontendOptions {
    * socket (the server) or a loopback TCP port (test doubles).
    */
   readonly grpcAddress: Deno.UnixConnectOptions | Deno.ConnectOptions;
+  /**
+   * Starts the internal gRPC server if it is not running yet (the server loads grpc-js
+   * only when a gRPC client comes); awaited before each HTTP/2 connection is piped.
+   * Absent: the gRPC server is always running.
+   */
+  readonly startGrpc?: () => Promise<void>;
   /** Serves one native stream. */
   readonly openStream: OpenStream;
   readonly logger: Logger;
@@ -248,6 +254,7 @@ export class ClientFrontend {
   async #proxy(conn: Deno.TcpConn, head: Uint8Array, remote: string): Promise<void> {
     let upstream: Deno.Conn;
     try {
+      await this.#options.startGrpc?.();
       const target = this.#options.grpcAddress;
       if ("path" in target) {
         upstream = await Deno.connect(target);

@@ -9,6 +9,7 @@ import {
   parseRelease,
   parseStatus,
 } from "./requests.ts";
+import * as grpc from "@grpc/grpc-js";
 import { statusCodeByReason, toErrorMessage, toServiceError } from "./grpc_errors.ts";
 import { NotLeaderError } from "../errors.ts";
 import { clusterIdOf } from "./cluster_id.ts";
@@ -97,7 +98,7 @@ Deno.test("requests: every bad field is an InvalidArgumentError naming it", () =
 
 Deno.test("grpc errors: one mapping, metadata and in-band forms agree", () => {
   const error = new NotLeaderError("10.0.0.1:5000");
-  const unary = toServiceError(error);
+  const unary = toServiceError(error, new grpc.Metadata());
   assert.equal(unary.code, statusCodeByReason.NOT_LEADER);
   assert.equal(unary.metadata?.get("dlock-reason")[0], "NOT_LEADER");
   assert.equal(unary.metadata?.get("dlock-leader")[0], "10.0.0.1:5000");

@@ -4,11 +4,14 @@
  * the native protocol and pipes gRPC connections to an internal grpc-js server on a
  * Unix socket in the data directory; see `native.ts`) and the peer transport (TCP, on the member
  * port + the peer port offset) and starts the Raft loop.
- * {@link RunningServer.shutdown} reverses it, handing leadership to a follower first.
+ * Once a burst of work is over, a {@link MemoryTrimmer} gives its memory back (see
+ * `memory_trim.ts`). {@link RunningServer.shutdown} reverses it all, handing leadership
+ * to a follower first.
  *
  * @module
  */
-import * as grpc from "@grpc/grpc-js";
+// Types only: grpc-js is loaded with grpc_api.ts, on the first gRPC connection.
+import type * as grpc from "@grpc/grpc-js";
 import { FilewriterClient } from "../filewriter/client.ts";
 import { limits } from "../limits.ts";
 import { LockStateMachine } from "../lock/mod.ts";
@@ -16,12 +19,11 @@ import type { Logger } from "../log.ts";
 import { RaftNode } from "../raft/mod.ts";
 import type { NodeId } from "../raft/types.ts";
 import { KvLogStorage } from "../storage/mod.ts";
-import { GrpcTransport } from "../transport/grpc.ts";
 import { peerAddressOf, TcpTransport } from "../transport/tcp.ts";
 import type { Transport } from "../transport/types.ts";
-import { loadService } from "../transport/proto.ts";
 import { clusterIdOf } from "./cluster_id.ts";
 import { LockNode } from "./node.ts";
+import { MemoryTrimmer } from "./memory_trim.ts";
 import { ClientFrontend } from "./native.ts";
 import { LockApi } from "./service.ts";
 
@@ -137,15 +139,18 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
       leaseDriftTicks: 0,
       random: Math.random,
     }, restored);
-    grpcServer = new grpc.Server({
-      "grpc.max_receive_message_length": limits.messageBytesMax,
-      "grpc.max_send_message_length": limits.messageBytesMax,
-      "grpc.keepalive_permit_without_calls": 1,
-      "grpc.http2.min_ping_interval_without_data_ms": 5_000,
-    });
+    // gRPC peer links need the gRPC server from the start; otherwise it starts with the
+    // first gRPC client (see grpc_api.ts).
+    const grpcPeers = config.peerTransport === "grpc"
+      ? {
+        api: await import("./grpc_api.ts"),
+        transport: await import("../transport/grpc.ts"),
+      }
+      : null;
+    if (grpcPeers !== null) grpcServer = grpcPeers.api.createGrpcServer();
     try {
-      transport = config.peerTransport === "grpc"
-        ? new GrpcTransport({
+      transport = grpcPeers !== null && grpcServer !== null
+        ? new grpcPeers.transport.GrpcTransport({
           self: config.self,
           peers: members.filter((member) => member !== config.self),
           clusterId,
@@ -195,19 +200,27 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
       logger,
       config.defaultSessionTtlMs ?? limits.sessionTtlMsDefault,
     );
-    grpcServer.addService(loadService("lock.proto", "Lock"), api.grpcHandlers());
     const { host, port } = splitHostPort(config.self);
-    const server = grpcServer;
     // gRPC is reached through the frontend only: it listens on a Unix socket (a TCP port,
     // even an ephemeral one, could be the port another server is about to bind).
     const grpcSocket = grpcSocketPath(config.dataDir);
-    await new Promise<number>((resolve, reject) => {
-      server.bindAsync(
-        `unix:${grpcSocket}`,
-        grpc.ServerCredentials.createInsecure(),
-        (error, bound) => (error === null ? resolve(bound) : reject(error)),
-      );
-    });
+    let grpcStarted: Promise<void> | null = null;
+    /** Loads grpc-js and starts the internal gRPC server, once; retried after a failure. */
+    const startGrpc = (): Promise<void> =>
+      grpcStarted ??= (async () => {
+        const grpcApi = grpcPeers?.api ?? await import("./grpc_api.ts");
+        grpcServer ??= grpcApi.createGrpcServer();
+        await grpcApi.serveLockApi(grpcServer, api, grpcSocket);
+      })().catch((error: unknown) => {
+        grpcStarted = null;
+        if (grpcPeers === null) {
+          // Start from scratch next time: this server may have the service added already.
+          grpcServer?.forceShutdown();
+          grpcServer = null;
+        }
+        throw error;
+      });
+    if (grpcPeers !== null) await startGrpc();
     const hostname = host === "localhost"
       ? "127.0.0.1"
       : host.startsWith("[")
@@ -218,6 +231,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
         hostname,
         port,
         grpcAddress: { transport: "unix", path: grpcSocket },
+        startGrpc,
         openStream: api.openStream,
         logger: logger.child({ component: "client-api" }),
       });
@@ -230,6 +244,15 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
       );
     }
     const boundPort = frontend.port;
+    // Applied entries are the work that makes the heap grow (acquires, snapshots); once
+    // they stop, the memory of the burst goes back to the system. Started before the
+    // node: its first trim (the memory of the restore) pauses nobody. A leader pause
+    // shorter than the election timeout minus two heartbeats cannot start an election.
+    const trimmer = new MemoryTrimmer({
+      activity: () => node.appliedIndex,
+      logger: logger.child({ component: "memory" }),
+      pauseMsMax: Math.max(0, config.electionMs - 2 * config.heartbeatMs),
+    });
     node.start();
     const runningTransport = transport;
     let stopping: Promise<void> | null = null;
@@ -239,6 +262,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
       port: boundPort,
       shutdown() {
         stopping ??= (async () => {
+          trimmer.stop();
           await node.transferLeadership(1_000);
           await node.stop();
           await runningTransport.close();

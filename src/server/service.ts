@@ -8,7 +8,8 @@
  *
  * @module
  */
-import * as grpc from "@grpc/grpc-js";
+// Types only: grpc-js is loaded when the first gRPC client connects (see grpc_api.ts).
+import type * as grpc from "@grpc/grpc-js";
 import { DlockError } from "../errors.ts";
 import { limits } from "../limits.ts";
 import type { Logger } from "../log.ts";
@@ -151,8 +152,11 @@ export class LockApi {
     };
   };
 
-  /** The handlers of `dlock.v1.Lock` for `grpc.Server.addService`. */
-  grpcHandlers(): grpc.UntypedServiceImplementation {
+  /**
+   * The handlers of `dlock.v1.Lock` for `grpc.Server.addService`. `newMetadata` makes
+   * an empty `grpc.Metadata` (for unary errors): the caller has grpc-js loaded.
+   */
+  grpcHandlers(newMetadata: () => grpc.Metadata): grpc.UntypedServiceImplementation {
     const ops = this.#ops;
     const unary = (name: string, withControl = false): grpc.handleUnaryCall<unknown, unknown> => {
       const operation = ops[name] as Operation;
@@ -165,7 +169,7 @@ export class LockApi {
         }
         run(operation, call.request, control).then(
           (response) => callback(null, response),
-          (error) => callback(toServiceError(this.#toError(error, name))),
+          (error) => callback(toServiceError(this.#toError(error, name), newMetadata())),
         );
       };
     };
@@ -253,13 +257,4 @@ export class LockApi {
     }
     return dlockError;
   }
-}
-
-/** Builds the handlers of `dlock.v1.Lock` for `grpc.Server.addService`. */
-export function lockServiceHandlers(
-  node: LockNode,
-  logger: Logger,
-  defaultSessionTtlMs: number = limits.sessionTtlMsDefault,
-): grpc.UntypedServiceImplementation {
-  return new LockApi(node, logger, defaultSessionTtlMs).grpcHandlers();
 }

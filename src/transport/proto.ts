@@ -4,7 +4,9 @@
  *
  * @module
  */
-import * as grpc from "@grpc/grpc-js";
+// Types only: the peer transport and the native protocol use proto-loader's codecs
+// without loading grpc-js.
+import type * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import { fileURLToPath } from "node:url";
 
