@@ -2,7 +2,7 @@
  * Length-prefixed frames over a byte stream (a TCP connection): each frame is a 4-byte
  * big-endian length followed by that many bytes (one encoded protobuf message). Shared
  * by the native client protocol's server (src/server/native.ts) and client
- * (src/client/_native_connection.ts).
+ * (src/client/_native_connection.ts), and by the TCP peer transport (tcp.ts).
  *
  * The native client protocol: on the client API port, a connection that starts with
  * {@link nativeMagic} carries `dlock.v1.StreamRequest` frames from the client and

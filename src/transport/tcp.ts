@@ -25,6 +25,7 @@ import type { Logger } from "../log.ts";
 import type { Message, NodeId } from "../raft/types.ts";
 import { DecodeError, decodeMessage, type WireMessage } from "./codec.ts";
 import { concat, encodeFrames, type WireBatch } from "./_frames.ts";
+import { FrameReader } from "./length_prefixed.ts";
 import { loadService } from "./proto.ts";
 import type { ReceiveHandler, Transport } from "./types.ts";
 
@@ -40,8 +41,46 @@ export function peerAddressOf(
   const host = address.slice(0, separator);
   const port = Number(address.slice(separator + 1));
   const hostname = host.startsWith("[") ? host.slice(1, -1) : host;
-  const peerPort = port + offset <= 65_535 ? port + offset : port - offset;
-  return { hostname: hostname === "localhost" ? "127.0.0.1" : hostname, port: peerPort };
+  return {
+    hostname: hostname === "localhost" ? "127.0.0.1" : hostname,
+    port: peerPortOf(port, offset),
+  };
+}
+
+/** The peer port of a member whose client port is `port` (`offset` below, above 65535). */
+export function peerPortOf(port: number, offset: number = peerPortOffsetDefault): number {
+  return port + offset <= 65_535 ? port + offset : port - offset;
+}
+
+/**
+ * `count` ports on `hostname` for members started there with the default peer port
+ * offset (tests, benchmarks): each free together with its peer port, and none equal to
+ * another's peer port. They are bound and released at once, so another process may
+ * still take one before it is used.
+ * @throws {Error} when 50 tries per port find no such set.
+ */
+export function freeServerPorts(count: number, hostname = "127.0.0.1"): number[] {
+  const taken = new Set<number>();
+  const ports: number[] = [];
+  for (let attempt = 0; ports.length < count && attempt < 50 * count; attempt++) {
+    const listener = Deno.listen({ hostname, port: 0 });
+    const port = (listener.addr as Deno.NetAddr).port;
+    const peerPort = peerPortOf(port);
+    try {
+      if (taken.has(port) || taken.has(peerPort)) continue;
+      Deno.listen({ hostname, port: peerPort }).close();
+      ports.push(port);
+      taken.add(port).add(peerPort);
+    } catch {
+      // The peer port is in use: try another.
+    } finally {
+      listener.close();
+    }
+  }
+  if (ports.length < count) {
+    throw new Error(`Cannot find ${count} free port pairs (port and peer port) on ${hostname}`);
+  }
+  return ports;
 }
 
 /** Options of {@link TcpTransport}. */
@@ -196,7 +235,8 @@ export class TcpTransport implements Transport {
 
   /** Reads frames from one inbound connection until it ends or misbehaves. */
   async #read(conn: Deno.TcpConn): Promise<void> {
-    const reader = new FrameReader(conn);
+    // Any read error, an oversized frame included, ends the connection (caught below).
+    const reader = new FrameReader(conn, limits.messageBytesMax);
     let pending: { wire: WireMessage; parts: Uint8Array[]; received: number } | null = null;
     for (;;) {
       const frame = await reader.next().catch(() => null);
@@ -256,49 +296,6 @@ function closeQuietly(conn: Deno.Conn): void {
     conn.close();
   } catch {
     // Already closed.
-  }
-}
-
-/** Reads length-prefixed frames from a connection. */
-class FrameReader {
-  #buffer = new Uint8Array(64 * 1024);
-  #start = 0;
-  #end = 0;
-  constructor(private readonly conn: Deno.Conn) {}
-
-  /** The next frame, or null at the end of the stream. @throws on an oversized frame. */
-  async next(): Promise<Uint8Array | null> {
-    if (!(await this.#fill(4))) return null;
-    const view = new DataView(this.#buffer.buffer, this.#start, 4);
-    const length = view.getUint32(0);
-    if (length > limits.messageBytesMax) {
-      throw new Error(
-        `Cannot read a peer frame of ${length} bytes (limit ${limits.messageBytesMax})`,
-      );
-    }
-    if (!(await this.#fill(4 + length))) return null;
-    const frame = this.#buffer.slice(this.#start + 4, this.#start + 4 + length);
-    this.#start += 4 + length;
-    return frame;
-  }
-
-  async #fill(bytes: number): Promise<boolean> {
-    while (this.#end - this.#start < bytes) {
-      if (this.#start > 0) {
-        this.#buffer.copyWithin(0, this.#start, this.#end);
-        this.#end -= this.#start;
-        this.#start = 0;
-      }
-      if (this.#buffer.byteLength < bytes) {
-        const grown = new Uint8Array(Math.max(bytes, this.#buffer.byteLength * 2));
-        grown.set(this.#buffer.subarray(0, this.#end));
-        this.#buffer = grown;
-      }
-      const read = await this.conn.read(this.#buffer.subarray(this.#end));
-      if (read === null) return false;
-      this.#end += read;
-    }
-    return true;
   }
 }
 

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import type { Message } from "../raft/types.ts";
 import { silentLogger } from "../log.ts";
-import { peerAddressOf, TcpTransport } from "./tcp.ts";
+import { freeServerPorts, peerAddressOf, peerPortOf, TcpTransport } from "./tcp.ts";
 
 async function until(condition: () => boolean, timeoutMs = 5_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -114,4 +114,14 @@ Deno.test({
       for (const transport of [ta, tb, tc]) await transport.close();
     }
   },
+});
+
+Deno.test("freeServerPorts: no port is another's peer port, and every pair was free", () => {
+  const ports = freeServerPorts(12);
+  assert.equal(ports.length, 12);
+  const used = [...ports, ...ports.map((port) => peerPortOf(port))];
+  assert.equal(new Set(used).size, used.length, `ports ${ports.join(",")} collide`);
+  for (const port of ports) {
+    assert.equal(peerPortOf(port), port + 10_000 <= 65_535 ? port + 10_000 : port - 10_000);
+  }
 });

@@ -6,7 +6,8 @@
  * @module
  */
 import { NetworkLab } from "./netns.ts";
-import { freePort, freeServerPort, ManagedProcess, tailOfFile } from "./processes.ts";
+import { freeServerPorts } from "../../src/transport/tcp.ts";
+import { freePort, ManagedProcess, tailOfFile } from "./processes.ts";
 import { StatusProbe } from "./status.ts";
 
 const mainPath = new URL("../../src/main.ts", import.meta.url).pathname;
@@ -53,10 +54,14 @@ export class Cluster {
   static async create(options: ClusterOptions): Promise<Cluster> {
     const { lab, directory } = options;
     const host = lab?.hostAddress ?? "127.0.0.1";
-    const filewriterAddress = `${host}:${freePort(host)}`;
+    // On loopback the filewriter's port must not be a server's peer port either.
+    const ports = lab === null ? freeServerPorts(options.servers + 1) : [];
+    const filewriterAddress = lab !== null
+      ? `${host}:${freePort(host)}`
+      : `127.0.0.1:${ports[options.servers]}`;
     const serverAddresses = lab !== null
       ? lab.serverAddresses.map((a) => `${a}:${serverPort}`)
-      : Array.from({ length: options.servers }, () => `127.0.0.1:${freeServerPort()}`);
+      : ports.slice(0, options.servers).map((port) => `127.0.0.1:${port}`);
     await Deno.mkdir(`${directory}/files`, { recursive: true });
     const filewriter = new ManagedProcess(
       "filewriter",

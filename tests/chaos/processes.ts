@@ -197,29 +197,3 @@ export function freePort(hostname = "127.0.0.1"): number {
   listener.close();
   return port;
 }
-
-/** The peer (Raft) port a server uses for `port`: `dlock server --peer-port-offset` 10000. */
-export function peerPortOf(port: number): number {
-  return port + 10_000 <= 65_535 ? port + 10_000 : port - 10_000;
-}
-
-/**
- * A port on `hostname` that is free together with its peer port (a lock server listens
- * on both).
- * @throws {Error} when 50 tries find no such pair.
- */
-export function freeServerPort(hostname = "127.0.0.1"): number {
-  for (let attempt = 0; attempt < 50; attempt += 1) {
-    const listener = Deno.listen({ hostname, port: 0 });
-    const port = (listener.addr as Deno.NetAddr).port;
-    try {
-      Deno.listen({ hostname, port: peerPortOf(port) }).close();
-      return port;
-    } catch {
-      // The peer port is taken: try another.
-    } finally {
-      listener.close();
-    }
-  }
-  throw new Error(`Cannot find a free port pair (port and port+10000) on ${hostname}`);
-}

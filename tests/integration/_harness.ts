@@ -8,6 +8,7 @@
  */
 import { fileURLToPath } from "node:url";
 import { fetchStatus, type StatusResponse } from "../../src/client/mod.ts";
+import { freeServerPorts } from "../../src/transport/tcp.ts";
 
 const repository = fileURLToPath(new URL("../../", import.meta.url));
 
@@ -35,31 +36,6 @@ export function scriptCommand(script: string): string[] {
     `${repository}deno.json`,
     fileURLToPath(new URL(script, import.meta.url)),
   ];
-}
-
-/**
- * Distinct free loopback ports (bound then released; the OS does not hand them out again at
- * once) whose peer port (port + 10000, or port - 10000 above 65535: the server default) is
- * free too, so a server started on one can also listen for its peers.
- */
-export async function freePorts(count: number): Promise<number[]> {
-  const ports: number[] = [];
-  for (let attempt = 0; ports.length < count && attempt < 200; attempt++) {
-    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-    const port = (listener.addr as Deno.NetAddr).port;
-    const peerPort = port + 10_000 <= 65_535 ? port + 10_000 : port - 10_000;
-    try {
-      Deno.listen({ hostname: "127.0.0.1", port: peerPort }).close();
-      if (!ports.includes(port) && !ports.includes(peerPort)) ports.push(port);
-    } catch {
-      // The peer port is taken: try another.
-    } finally {
-      listener.close();
-    }
-  }
-  if (ports.length < count) throw new Error(`Cannot find ${count} free port pairs on 127.0.0.1`);
-  await Promise.resolve();
-  return ports;
 }
 
 /** A child process whose stdout and stderr go to a log file. */
@@ -287,7 +263,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<TestCl
     heartbeatMs: options.heartbeatMs ?? 30,
   };
   const dir = await Deno.makeTempDir({ prefix: "dlock-it-" });
-  const cluster = new TestCluster(dir, await freePorts(settings.servers + 1), settings);
+  const cluster = new TestCluster(dir, freeServerPorts(settings.servers + 1), settings);
   try {
     cluster.startFilewriter();
     for (let index = 0; index < settings.servers; index++) cluster.startServer(index);

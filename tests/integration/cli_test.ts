@@ -5,10 +5,10 @@
 import assert from "node:assert/strict";
 import { connect, fetchStatus } from "../../src/client/mod.ts";
 import { FilewriterClient } from "../../src/filewriter/mod.ts";
+import { freeServerPorts } from "../../src/transport/tcp.ts";
 import {
   dlockCommand,
   eventually,
-  freePorts,
   LoggedProcess,
   runDlock,
   sleep,
@@ -238,7 +238,7 @@ Deno.test({
   ...processTest,
   async fn() {
     const dir = await Deno.makeTempDir({ prefix: "dlock-cluster-" });
-    const [basePort, filewriterPort] = await findPortRun();
+    const [basePort, filewriterPort] = findPortRun();
     try {
       const up = await runDlock([
         "cluster",
@@ -281,7 +281,7 @@ Deno.test({
 });
 
 /** A base port with 3 free ports after it, and a free filewriter port. */
-async function findPortRun(): Promise<[number, number]> {
+function findPortRun(): [number, number] {
   for (let attempt = 0; attempt < 50; attempt++) {
     const base = 20_000 + Math.floor(Math.random() * 30_000);
     // The member ports and their peer ports (member port + 10000, the server default).
@@ -294,7 +294,7 @@ async function findPortRun(): Promise<[number, number]> {
     } finally {
       for (const listener of opened) listener.close();
     }
-    const [filewriter] = await freePorts(1);
+    const [filewriter] = freeServerPorts(1);
     if (filewriter !== undefined && !ports.includes(filewriter)) return [base, filewriter];
   }
   throw new Error("no free port run found");

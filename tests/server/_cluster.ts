@@ -5,30 +5,10 @@
  *
  * @module
  */
+import { freeServerPorts } from "../../src/transport/tcp.ts";
 import { CallError, LockTestClient } from "./_lock_client.ts";
 
 const mainModule = new URL("../../src/main.ts", import.meta.url).pathname;
-
-/**
- * A free loopback port whose peer port (port + 10000, or port - 10000 above 65535, see
- * src/transport/tcp.ts) is free too (bound then released; retried on a clash).
- */
-export function freePort(): number {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-    const port = (listener.addr as Deno.NetAddr).port;
-    const peerPort = port + 10_000 <= 65_535 ? port + 10_000 : port - 10_000;
-    try {
-      Deno.listen({ hostname: "127.0.0.1", port: peerPort }).close();
-      return port;
-    } catch {
-      // Taken: try another.
-    } finally {
-      listener.close();
-    }
-  }
-  throw new Error("no free port pair");
-}
 
 /** One server process. */
 export interface ServerProcess {
@@ -60,10 +40,11 @@ export class TestCluster {
   }
 
   /** Creates (does not start) a cluster of `size` servers on free ports. */
-  static async create(size = 3, filewriter = `127.0.0.1:${freePort()}`): Promise<TestCluster> {
+  static async create(size = 3, filewriter?: string): Promise<TestCluster> {
     const root = await Deno.makeTempDir({ prefix: "dlock-server-test-" });
-    const addresses = Array.from({ length: size }, () => `127.0.0.1:${freePort()}`);
-    return new TestCluster(root, addresses, filewriter);
+    const ports = freeServerPorts(size + 1);
+    const addresses = ports.slice(0, size).map((port) => `127.0.0.1:${port}`);
+    return new TestCluster(root, addresses, filewriter ?? `127.0.0.1:${ports[size]}`);
   }
 
   /** Starts server `index` (again) on its data dir, with the original positional form. */

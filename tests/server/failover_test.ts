@@ -147,7 +147,12 @@ Deno.test({
     try {
       // A store of another cluster (other members) in server 0's data dir.
       other.start(0);
-      await delay(1_500);
+      // Its store exists once it logs that it serves (a fixed delay was too short for
+      // a loaded machine: the rename below then found no directory).
+      for (const started = Date.now(); !/serving on/.test(other.servers[0]!.log.join(""));) {
+        assert.ok(Date.now() - started < 30_000, "the other cluster's server did not start");
+        await delay(50);
+      }
       await other.kill(0, "SIGTERM");
       await Deno.rename(other.servers[0]!.dataDir, cluster.servers[0]!.dataDir);
       cluster.start(0);
