@@ -18,6 +18,7 @@ import {
   UsageError,
 } from "./_client_args.ts";
 import { formatStatus } from "./status.ts";
+import { usageFailure } from "./_usage.ts";
 
 const usage = `Usage: dlock client [SERVER] [client-name] [options]
 
@@ -86,10 +87,7 @@ export async function run(args: string[]): Promise<number> {
   try {
     settings = parseSettings(args);
   } catch (error) {
-    console.error(
-      `dlock client: ${error instanceof Error ? error.message : String(error)}\n\n${usage}`,
-    );
-    return 2;
+    return usageFailure("client", usage, error);
   }
   if (typeof settings === "number") return settings;
   const repl = new Repl(settings);

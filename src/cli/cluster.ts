@@ -11,6 +11,7 @@ import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
 import { fetchStatus, type StatusResponse } from "../client/mod.ts";
 import { describeError, UsageError } from "./_client_args.ts";
+import { usageFailure } from "./_usage.ts";
 
 const usage = `Usage: dlock cluster up|down|status [options]
 
@@ -129,10 +130,7 @@ export async function run(args: string[]): Promise<number> {
   try {
     parsed = parseOptions(args);
   } catch (error) {
-    console.error(
-      `dlock cluster: ${error instanceof Error ? error.message : String(error)}\n\n${usage}`,
-    );
-    return 2;
+    return usageFailure("cluster", usage, error);
   }
   if (typeof parsed === "number") return parsed;
   const { action, options } = parsed;

@@ -18,6 +18,7 @@ import {
   startFilewriter,
   validateMaxContentBytes,
 } from "../filewriter/mod.ts";
+import { usageFailure } from "./_usage.ts";
 
 const usage = `Usage: dlock filewriter [host:port] [options]
 
@@ -56,12 +57,11 @@ function parseSettings(args: string[]): Settings | number {
     return 0;
   }
   if (positionals.length > 1 || (positionals.length === 1 && values.listen !== undefined)) {
-    console.error(
-      `dlock filewriter: give the address once: received ${
-        JSON.stringify(positionals)
-      }\n\n${usage}`,
+    return usageFailure(
+      "filewriter",
+      usage,
+      `give the address once: received ${JSON.stringify(positionals)}`,
     );
-    return 2;
   }
   const logFormat = values["log-format"];
   if (logFormat !== "text" && logFormat !== "json") {
@@ -88,10 +88,7 @@ export async function run(args: string[]): Promise<number> {
   try {
     settings = parseSettings(args);
   } catch (error) {
-    console.error(
-      `dlock filewriter: ${error instanceof Error ? error.message : String(error)}\n\n${usage}`,
-    );
-    return 2;
+    return usageFailure("filewriter", usage, error);
   }
   if (typeof settings === "number") return settings;
   const log = createLogger(settings.logFormat);

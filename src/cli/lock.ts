@@ -20,6 +20,7 @@ import {
   serversHelp,
   UsageError,
 } from "./_client_args.ts";
+import { usageFailure } from "./_usage.ts";
 
 const usage = `Usage: dlock lock [SERVER] NAME [options] -- COMMAND [ARG...]
 
@@ -102,10 +103,7 @@ export async function run(args: string[]): Promise<number> {
   try {
     settings = parseSettings(args);
   } catch (error) {
-    console.error(
-      `dlock lock: ${error instanceof Error ? error.message : String(error)}\n\n${usage}`,
-    );
-    return 2;
+    return usageFailure("lock", usage, error);
   }
   if (typeof settings === "number") return settings;
   let client: DlockClient;

@@ -14,6 +14,7 @@ import { limits } from "../limits.ts";
 import { StorageError } from "../storage/mod.ts";
 import { type RunningServer, splitHostPort, startServer } from "../server/server.ts";
 import { peerAddressOf } from "../transport/tcp.ts";
+import { usageFailure } from "./_usage.ts";
 
 const usage = `Usage:
   dlock server SELF PEER... FILEWRITER          (the original form)
@@ -213,9 +214,7 @@ export async function run(args: string[]): Promise<number> {
   try {
     parsed = parseServerArgs(args);
   } catch (error) {
-    const message = error instanceof Error ? error.message : String(error);
-    console.error(`dlock server: ${message}\n\n${usage}`);
-    return 2;
+    return usageFailure("server", usage, error);
   }
   const logger = createLogger({ format: parsed.logFormat, level: parsed.logLevel });
   let server: RunningServer;

@@ -13,6 +13,7 @@ import {
   serversHelp,
   UsageError,
 } from "./_client_args.ts";
+import { usageFailure } from "./_usage.ts";
 
 const usage = `Usage: dlock status [SERVER] [options]
 
@@ -61,10 +62,7 @@ export async function run(args: string[]): Promise<number> {
     }
     timeoutMs = secondsToMs(values.timeout, "--timeout");
   } catch (error) {
-    console.error(
-      `dlock status: ${error instanceof Error ? error.message : String(error)}\n\n${usage}`,
-    );
-    return 2;
+    return usageFailure("status", usage, error);
   }
   try {
     const status = await fetchStatus(servers, { locksLimit, timeoutMs });
