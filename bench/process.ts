@@ -128,10 +128,19 @@ export function freePorts(count: number): number[] {
 }
 
 /** Resident set size of `pid` in bytes (VmRSS of /proc/<pid>/status), or null if gone. */
-export async function readRssBytes(pid: number): Promise<number | null> {
+export function readRssBytes(pid: number): Promise<number | null> {
+  return readStatusBytes(pid, "VmRSS");
+}
+
+/** Peak resident set size of `pid` since it started (VmHWM), in bytes, or null if gone. */
+export function readPeakRssBytes(pid: number): Promise<number | null> {
+  return readStatusBytes(pid, "VmHWM");
+}
+
+async function readStatusBytes(pid: number, field: string): Promise<number | null> {
   try {
     const status = await Deno.readTextFile(`/proc/${pid}/status`);
-    const match = /^VmRSS:\s+(\d+)\s+kB$/m.exec(status);
+    const match = new RegExp(`^${field}:\\s+(\\d+)\\s+kB$`, "m").exec(status);
     return match?.[1] === undefined ? null : Number(match[1]) * 1024;
   } catch {
     return null;

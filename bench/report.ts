@@ -183,6 +183,14 @@ function figureSources(options: BenchOptions): FigureSource[] {
       valuesOf: (r) => r.scale.map((run) => run.rssBytesHeldMax / 2 ** 20),
     },
     {
+      id: "d.peakRssMiBMax",
+      label: "d scale: peak RSS (VmHWM), largest",
+      unit: "MiB",
+      better: "lower",
+      valuesOf: (r) =>
+        r.scale.map((run) => Math.max(...run.rssBytesPeak.map((bytes) => bytes ?? 0)) / 2 ** 20),
+    },
+    {
       id: "d.rssMiBBefore",
       label: "d scale: RSS of largest member, empty",
       unit: "MiB",

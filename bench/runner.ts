@@ -251,16 +251,16 @@ function tasks(options: BenchOptions): Task[] {
             acquireTimeoutMs: 600_000,
           });
           report.scale.push(result);
+          const mebibytes = (list: (number | null)[]) =>
+            list.map((bytes) => bytes === null ? "?" : (bytes / 2 ** 20).toFixed(0)).join(", ");
           progress(
             `${driver.name} d run ${
               run + 1
             }: ${result.locksHeld}/${result.locksRequested} locks held ` +
               `(${result.locksPerSecond.toFixed(0)}/s), RSS MiB ${
-                result.rssBytesHeld.map((bytes) =>
-                  bytes === null ? "?" : (bytes / 2 ** 20).toFixed(0)
-                )
-                  .join(", ")
-              }, restart to serving ${result.restartToServingMs.toFixed(0)} ms`,
+                mebibytes(result.rssBytesHeld)
+              } (peak ${mebibytes(result.rssBytesPeak)}), ` +
+              `restart to serving ${result.restartToServingMs.toFixed(0)} ms`,
           );
         },
       });

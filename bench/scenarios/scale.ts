@@ -7,7 +7,7 @@
  * @module
  */
 import { pollUntil, withTimeout } from "../process.ts";
-import { memberRssBytes, type SystemDriver } from "../systems/types.ts";
+import { memberPeakRssBytes, memberRssBytes, type SystemDriver } from "../systems/types.ts";
 import { closeAll, connectAll } from "./common.ts";
 
 /** Parameters of one run of scenario d. */
@@ -32,6 +32,8 @@ export type ScaleRun = {
   rssBytesHeld: (number | null)[];
   /** Largest member RSS while holding the locks. */
   rssBytesHeldMax: number;
+  /** Each member's peak RSS since its start (VmHWM), read with `rssBytesHeld`: the fill's peak. */
+  rssBytesPeak: (number | null)[];
   restartToServingMs: number;
   errors: number;
 };
@@ -71,6 +73,7 @@ export async function runScale(
     // Let the servers settle (compaction, GC) before reading memory.
     await new Promise((resolve) => setTimeout(resolve, 2_000));
     const rssBytesHeld = await memberRssBytes(driver);
+    const rssBytesPeak = await memberPeakRssBytes(driver);
     const restartToServingMs = await restartAll(driver, runIndex);
     return {
       locksRequested: locks,
@@ -81,6 +84,7 @@ export async function runScale(
       rssBytesBefore,
       rssBytesHeld,
       rssBytesHeldMax: Math.max(...rssBytesHeld.map((bytes) => bytes ?? 0)),
+      rssBytesPeak,
       restartToServingMs,
       errors,
     };

@@ -9,8 +9,15 @@
  * @module
  */
 import { fileURLToPath } from "node:url";
-import { freePorts, pollUntil, removeWorkDir, spawnLogged, withTimeout } from "../process.ts";
-import { type HeldLock, type LockSession, MemberProcesses, type SystemDriver } from "./types.ts";
+import { freeServerPorts } from "../../src/transport/tcp.ts";
+import { pollUntil, removeWorkDir, spawnLogged, withTimeout } from "../process.ts";
+import {
+  type HeldLock,
+  type LockSession,
+  MemberProcesses,
+  ProcessClusterDriver,
+  type SystemDriver,
+} from "./types.ts";
 
 type ClientModule = typeof import("../../src/client/mod.ts");
 type DlockClient = Awaited<ReturnType<ClientModule["connect"]>>;
@@ -26,13 +33,12 @@ async function loadClient(): Promise<ClientModule> {
 const repositoryRoot = fileURLToPath(new URL("../../", import.meta.url));
 
 /** The dlock cluster (started here, or external) and its lock sessions. */
-export class DlockDriver implements SystemDriver {
+export class DlockDriver extends ProcessClusterDriver implements SystemDriver {
   readonly name = "dlock" as const;
   readonly memberCount: number;
   readonly managed: boolean;
   #addresses: string[];
   #workDir: string | null = null;
-  #members: MemberProcesses | null = null;
 
   readonly #cpuProfileDir: string | null;
   readonly #extraServerArgs: string[];
@@ -49,6 +55,7 @@ export class DlockDriver implements SystemDriver {
     cpuProfileDir: string | null = null,
     extraServerArgs: readonly string[] = [],
   ) {
+    super();
     this.#cpuProfileDir = cpuProfileDir;
     this.#extraServerArgs = [...extraServerArgs];
     this.managed = servers === undefined;
@@ -90,11 +97,11 @@ export class DlockDriver implements SystemDriver {
     for (let attempt = 1; attempt <= 3; attempt++) {
       const workDir = await Deno.makeTempDir({ prefix: "dlock-bench-dlock-" });
       this.#workDir = workDir;
-      const ports = freePorts(this.memberCount + 1);
+      const ports = freeServerPorts(this.memberCount + 1);
       this.#addresses = ports.slice(0, this.memberCount).map((port) => `127.0.0.1:${port}`);
       // No filewriter runs: the lock path never touches it (only appends do).
       const filewriter = `127.0.0.1:${ports[this.memberCount]}`;
-      this.#members = new MemberProcesses(this.memberCount, (index) => {
+      this.members = new MemberProcesses(this.memberCount, (index) => {
         const self = this.#addresses[index] ?? "";
         const peers = this.#addresses.filter((_, i) => i !== index);
         const profile = this.#cpuProfileDir === null
@@ -116,12 +123,12 @@ export class DlockDriver implements SystemDriver {
           ...this.#extraServerArgs,
         ], { logPath: `${workDir}/m${index}.log`, cwd: workDir });
       });
-      this.#members.startAll();
+      this.members.startAll();
       try {
         await this.waitHealthy(60_000);
         return;
       } catch (error) {
-        const logPath = this.#members.logPath(0);
+        const logPath = this.members.logPath(0);
         const log = logPath === null ? "" : await Deno.readTextFile(logPath).catch(() => "");
         await this.stop();
         if (attempt === 3) {
@@ -134,9 +141,9 @@ export class DlockDriver implements SystemDriver {
   }
 
   async stop(): Promise<void> {
-    if (this.#cpuProfileDir !== null) await this.#members?.terminateAll(15_000);
-    await this.#members?.killAll();
-    this.#members = null;
+    if (this.#cpuProfileDir !== null) await this.members?.terminateAll(15_000);
+    await this.members?.killAll();
+    this.members = null;
     if (this.#workDir !== null) {
       await removeWorkDir(this.#workDir);
       this.#workDir = null;
@@ -150,7 +157,7 @@ export class DlockDriver implements SystemDriver {
   }
 
   #running(index: number): boolean {
-    return this.#members === null ? !this.managed : this.#members.running(index);
+    return this.members === null ? !this.managed : this.members.running(index);
   }
 
   async #statuses(): Promise<({ self: string; role: string; leader: string } | null)[]> {
@@ -180,7 +187,7 @@ export class DlockDriver implements SystemDriver {
   }
 
   async waitHealthy(timeoutMs: number): Promise<void> {
-    await this.#members?.assertAllRunning();
+    await this.members?.assertAllRunning();
     await pollUntil(
       "dlock status on every running member",
       async () => {
@@ -194,22 +201,6 @@ export class DlockDriver implements SystemDriver {
       100,
     );
     await this.leaderIndex(timeoutMs);
-  }
-
-  async killMember(index: number): Promise<void> {
-    await this.#members?.kill(index);
-  }
-
-  restartMember(index: number): void {
-    this.#members?.start(index);
-  }
-
-  diagnostics(): Promise<string> {
-    return this.#members?.describe() ?? Promise.resolve("");
-  }
-
-  memberPids(): (number | null)[] {
-    return this.#members?.pids() ?? Array.from({ length: this.memberCount }, () => null);
   }
 }
 

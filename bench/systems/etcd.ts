@@ -22,7 +22,13 @@ import {
   spawnLogged,
   withTimeout,
 } from "../process.ts";
-import { type HeldLock, type LockSession, MemberProcesses, type SystemDriver } from "./types.ts";
+import {
+  type HeldLock,
+  type LockSession,
+  MemberProcesses,
+  ProcessClusterDriver,
+  type SystemDriver,
+} from "./types.ts";
 
 const etcdBinary = "etcd";
 /** Lease TTL, the same as dlock's default session TTL. */
@@ -75,14 +81,13 @@ function unary<Request, Response>(
 }
 
 /** The etcd cluster and its lock sessions. */
-export class EtcdDriver implements SystemDriver {
+export class EtcdDriver extends ProcessClusterDriver implements SystemDriver {
   readonly name = "etcd" as const;
   readonly memberCount = 3;
   readonly managed = true;
   #workDir: string | null = null;
   #clientPorts: number[] = [];
   #peerPorts: number[] = [];
-  #members: MemberProcesses | null = null;
 
   async unavailableReason(): Promise<string | null> {
     if (!(await commandExists(etcdBinary))) {
@@ -102,8 +107,8 @@ export class EtcdDriver implements SystemDriver {
       const ports = freePorts(2 * this.memberCount);
       this.#clientPorts = ports.slice(0, this.memberCount);
       this.#peerPorts = ports.slice(this.memberCount);
-      this.#members = new MemberProcesses(this.memberCount, (index) => this.#spawn(index));
-      this.#members.startAll();
+      this.members = new MemberProcesses(this.memberCount, (index) => this.#spawn(index));
+      this.members.startAll();
       try {
         await this.waitHealthy(30_000);
         return;
@@ -146,8 +151,8 @@ export class EtcdDriver implements SystemDriver {
   }
 
   async stop(): Promise<void> {
-    await this.#members?.killAll();
-    this.#members = null;
+    await this.members?.killAll();
+    this.members = null;
     if (this.#workDir !== null) {
       await removeWorkDir(this.#workDir);
       this.#workDir = null;
@@ -210,7 +215,7 @@ export class EtcdDriver implements SystemDriver {
     return pollUntil("an etcd leader", async () => {
       const statuses = await Promise.all(
         this.#clientPorts.map((_, index) =>
-          this.#members?.running(index) ? this.#memberStatus(index).catch(() => null) : null
+          this.members?.running(index) ? this.#memberStatus(index).catch(() => null) : null
         ),
       );
       const leaders = new Set(statuses.flatMap((status) => status === null ? [] : [status.leader]));
@@ -222,12 +227,12 @@ export class EtcdDriver implements SystemDriver {
   }
 
   async waitHealthy(timeoutMs: number): Promise<void> {
-    await this.#members?.assertAllRunning();
+    await this.members?.assertAllRunning();
     await pollUntil(
       "etcd health on every running member",
       async () => {
         for (let index = 0; index < this.memberCount; index++) {
-          if (!this.#members?.running(index)) continue;
+          if (!this.members?.running(index)) continue;
           const response = await fetch(`http://127.0.0.1:${this.#clientPorts[index]}/health`, {
             signal: AbortSignal.timeout(1_000),
           });
@@ -240,22 +245,6 @@ export class EtcdDriver implements SystemDriver {
       100,
     );
     await this.leaderIndex(timeoutMs);
-  }
-
-  async killMember(index: number): Promise<void> {
-    await this.#members?.kill(index);
-  }
-
-  restartMember(index: number): void {
-    this.#members?.start(index);
-  }
-
-  diagnostics(): Promise<string> {
-    return this.#members?.describe() ?? Promise.resolve("");
-  }
-
-  memberPids(): (number | null)[] {
-    return this.#members?.pids() ?? Array.from({ length: this.memberCount }, () => null);
   }
 }
 

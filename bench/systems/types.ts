@@ -4,7 +4,13 @@
  *
  * @module
  */
-import { killProcess, type ManagedProcess, readCpuSeconds, readRssBytes } from "../process.ts";
+import {
+  killProcess,
+  type ManagedProcess,
+  readCpuSeconds,
+  readPeakRssBytes,
+  readRssBytes,
+} from "../process.ts";
 
 /** The systems the bench knows. */
 export type SystemName = "dlock" | "etcd" | "zookeeper";
@@ -179,7 +185,45 @@ export function memberRssBytes(driver: SystemDriver): Promise<(number | null)[]>
   return Promise.all(driver.memberPids().map((pid) => pid === null ? null : readRssBytes(pid)));
 }
 
+/** Peak RSS in bytes of each member since it started (null where not running or unknown). */
+export function memberPeakRssBytes(driver: SystemDriver): Promise<(number | null)[]> {
+  return Promise.all(
+    driver.memberPids().map((pid) => pid === null ? null : readPeakRssBytes(pid)),
+  );
+}
+
 /** CPU seconds used so far by each member (null where not running or unknown). */
 export function memberCpuSeconds(driver: SystemDriver): Promise<(number | null)[]> {
   return Promise.all(driver.memberPids().map((pid) => pid === null ? null : readCpuSeconds(pid)));
+}
+
+/**
+ * What every driver of a cluster the bench starts itself does the same way: kill, restart,
+ * describe and list its member processes. A driver sets {@link members} in `start()` and
+ * back to null in `stop()`.
+ */
+export abstract class ProcessClusterDriver {
+  abstract readonly memberCount: number;
+  /** The members' processes while the cluster runs; null before start, after stop, or external. */
+  protected members: MemberProcesses | null = null;
+
+  /** `kill -9` of member `index`. */
+  async killMember(index: number): Promise<void> {
+    await this.members?.kill(index);
+  }
+
+  /** Starts member `index` again on its data dir (does not wait for health). */
+  restartMember(index: number): void {
+    this.members?.start(index);
+  }
+
+  /** Each member's state and log tail, for error reports ("" when external). */
+  diagnostics(): Promise<string> {
+    return this.members?.describe() ?? Promise.resolve("");
+  }
+
+  /** Pids of the members (null when not running or external). */
+  memberPids(): (number | null)[] {
+    return this.members?.pids() ?? Array.from({ length: this.memberCount }, () => null);
+  }
 }

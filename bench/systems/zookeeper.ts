@@ -23,7 +23,13 @@ import {
   spawnLogged,
   withTimeout,
 } from "../process.ts";
-import { type HeldLock, type LockSession, MemberProcesses, type SystemDriver } from "./types.ts";
+import {
+  type HeldLock,
+  type LockSession,
+  MemberProcesses,
+  ProcessClusterDriver,
+  type SystemDriver,
+} from "./types.ts";
 
 const javaBinary = "java";
 const zookeeperJar = "/usr/share/java/zookeeper.jar";
@@ -88,13 +94,12 @@ async function fourLetterWord(port: number, word: string): Promise<string> {
 }
 
 /** The ZooKeeper ensemble and its lock sessions. */
-export class ZookeeperDriver implements SystemDriver {
+export class ZookeeperDriver extends ProcessClusterDriver implements SystemDriver {
   readonly name = "zookeeper" as const;
   readonly memberCount = 3;
   readonly managed = true;
   #workDir: string | null = null;
   #clientPorts: number[] = [];
-  #members: MemberProcesses | null = null;
 
   async unavailableReason(): Promise<string | null> {
     if (!(await commandExists(zookeeperJar))) {
@@ -140,7 +145,7 @@ export class ZookeeperDriver implements SystemDriver {
           ].join("\n"),
         );
       }
-      this.#members = new MemberProcesses(
+      this.members = new MemberProcesses(
         this.memberCount,
         (index) =>
           spawnLogged(`zookeeper m${index}`, javaBinary, [
@@ -151,7 +156,7 @@ export class ZookeeperDriver implements SystemDriver {
             `${workDir}/m${index}.cfg`,
           ], { logPath: `${workDir}/m${index}.log` }),
       );
-      this.#members.startAll();
+      this.members.startAll();
       try {
         await this.waitHealthy(60_000);
         return;
@@ -163,8 +168,8 @@ export class ZookeeperDriver implements SystemDriver {
   }
 
   async stop(): Promise<void> {
-    await this.#members?.killAll();
-    this.#members = null;
+    await this.members?.killAll();
+    this.members = null;
     if (this.#workDir !== null) {
       await removeWorkDir(this.#workDir);
       this.#workDir = null;
@@ -201,7 +206,7 @@ export class ZookeeperDriver implements SystemDriver {
       "a zookeeper leader",
       async () => {
         for (let index = 0; index < this.memberCount; index++) {
-          if (!this.#members?.running(index)) continue;
+          if (!this.members?.running(index)) continue;
           if (await this.#mode(index).catch(() => null) === "leader") return index;
         }
         return null;
@@ -212,12 +217,12 @@ export class ZookeeperDriver implements SystemDriver {
   }
 
   async waitHealthy(timeoutMs: number): Promise<void> {
-    await this.#members?.assertAllRunning();
+    await this.members?.assertAllRunning();
     await pollUntil(
       "zookeeper serving on every running member",
       async () => {
         for (let index = 0; index < this.memberCount; index++) {
-          if (!this.#members?.running(index)) continue;
+          if (!this.members?.running(index)) continue;
           const mode = await this.#mode(index);
           if (mode !== "leader" && mode !== "follower") return null;
         }
@@ -227,22 +232,6 @@ export class ZookeeperDriver implements SystemDriver {
       100,
     );
     await this.leaderIndex(timeoutMs);
-  }
-
-  async killMember(index: number): Promise<void> {
-    await this.#members?.kill(index);
-  }
-
-  restartMember(index: number): void {
-    this.#members?.start(index);
-  }
-
-  diagnostics(): Promise<string> {
-    return this.#members?.describe() ?? Promise.resolve("");
-  }
-
-  memberPids(): (number | null)[] {
-    return this.#members?.pids() ?? Array.from({ length: this.memberCount }, () => null);
   }
 }
 
