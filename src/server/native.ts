@@ -2,11 +2,12 @@
  * The client API port: one TCP listener that sniffs the first bytes of each connection.
  *
  * - The HTTP/2 client preface (`PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n`): a gRPC client. The
- *   connection is piped byte for byte to the internal grpc-js server (listening on a
- *   Unix socket, so it takes no TCP port another server could want), so gRPC clients,
- *   grpcurl included, see the unchanged API. (They still reach Deno's node:http2 and its
- *   GOAWAY abort, denoland/deno#36788; dlock's own client library speaks the native
- *   protocol by default for that reason.)
+ *   connection is piped to the internal grpc-js server (listening on a Unix socket, so
+ *   it takes no TCP port another server could want), so gRPC clients, grpcurl included,
+ *   see the unchanged API. The pipe passes every byte except the client's GOAWAY frames,
+ *   which would reach Deno's node:http2 and its abort (denoland/deno#36788; see
+ *   _http2_goaway_filter.ts). dlock's own client library speaks the native protocol by
+ *   default, which has no GOAWAY at all.
  * - {@link nativeMagic} (`DLK1`): the native protocol, length-prefixed protobuf frames
  *   (uint32 big-endian length): `dlock.v1.StreamRequest` in, `dlock.v1.StreamResponse`
  *   out, served by the same stream implementation as the gRPC `Stream` RPC
@@ -30,6 +31,7 @@ import {
   writeAll,
 } from "../transport/length_prefixed.ts";
 import { loadPackageDefinition } from "../transport/proto.ts";
+import { Http2GoawayFilter } from "./_http2_goaway_filter.ts";
 import type { OpenStream, StreamSession } from "./service.ts";
 
 const http2Preface = new TextEncoder().encode("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
@@ -271,28 +273,47 @@ export class ClientFrontend {
       return;
     }
     this.#connections.add(upstream);
+    // The client's GOAWAYs never reach grpc-js: see _http2_goaway_filter.ts.
+    const filter = new Http2GoawayFilter();
     try {
-      await writeAll(upstream, head.slice());
+      await writeAll(upstream, filter.push(head));
       // The first direction to end ends both: HTTP/2 has no use for half-closed TCP.
-      await Promise.race([pump(conn, upstream), pump(upstream, conn)]);
+      await Promise.race([
+        pump(conn, upstream, (bytes) => filter.push(bytes)),
+        pump(upstream, conn, (bytes) => bytes),
+      ]);
     } catch {
       // A reset on either side: close both.
     } finally {
       this.#connections.delete(upstream);
       closeQuietly(upstream);
       closeQuietly(conn);
+      if (filter.dropped > 0) {
+        this.#options.logger.debug("dropped a gRPC client's GOAWAY", {
+          remote,
+          frames: filter.dropped,
+        });
+      }
     }
   }
 }
 
-/** Copies `from` to `to` until the end of `from` or an error. */
-async function pump(from: Deno.Conn, to: Deno.Conn): Promise<void> {
+/**
+ * Copies `from` to `to`, each read passed through `transform`, until the end of `from`
+ * or an error.
+ */
+async function pump(
+  from: Deno.Conn,
+  to: Deno.Conn,
+  transform: (bytes: Uint8Array) => Uint8Array,
+): Promise<void> {
   const buffer = new Uint8Array(64 * 1024);
   try {
     for (;;) {
       const read = await from.read(buffer);
       if (read === null) return;
-      await writeAll(to, buffer.subarray(0, read));
+      const bytes = transform(buffer.subarray(0, read));
+      if (bytes.byteLength > 0) await writeAll(to, bytes);
     }
   } catch {
     // Reset or closed by the other direction.

@@ -250,6 +250,11 @@ Deno.test({
         new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 200)),
       ]);
       assert.equal(exited, false, `the server kept running\n${cluster.logs()}`);
+    } catch (error) {
+      // Whatever failed, the server's own log tells why (a crash shows only there).
+      throw new Error(`${error instanceof Error ? error.message : error}\n${cluster.logs()}`, {
+        cause: error,
+      });
     } finally {
       for (const raw of raws) raw.close();
       await cluster.stop();
