@@ -58,7 +58,10 @@ interface PendingRead {
 interface AwaitingAdvance {
   readonly lastEntry: Entry | undefined;
   readonly snapshot: Snapshot | undefined;
-  readonly lastCommitted: number;
+  /** Whether the Ready had no snapshot and no soft state change. */
+  readonly plain: boolean;
+  /** The last committed entry handed out (by the Ready, or by takeCommittedEarly). */
+  lastCommitted: number;
 }
 
 /**
@@ -334,9 +337,67 @@ export class RaftNode {
     this.awaiting = {
       lastEntry: entries[entries.length - 1],
       snapshot,
+      plain: snapshot === undefined && softState === undefined,
       lastCommitted: lastCommitted === undefined ? 0 : lastCommitted.index,
     };
     return ready;
+  }
+
+  /**
+   * Entries committed since the last Ready was handed out, to apply while that Ready's
+   * disk write is still in progress (after the Ready's own `committedEntries`). Messages
+   * may be stepped meanwhile (an acknowledgement from a follower can commit entries this
+   * node has persisted, or that are durable on a majority without it); waiting for the
+   * write to finish would delay their application by a whole fsync. Committed entries
+   * are durable on a majority, so applying them does not depend on this node's disk.
+   *
+   * Returns nothing when no Ready awaits `advance()`, or when the awaiting Ready carries
+   * a snapshot or a role change (its committed entries are applied only after its
+   * write, so nothing may be applied ahead of them). Returns only entries this node has
+   * persisted or is writing now: once the write is done, nothing applied is missing from
+   * its disk, so a snapshot taken at the applied index never skips an entry the log
+   * still has to write (a follower can learn a commit index beyond its write).
+   */
+  /**
+   * A leader's appends of its term, to send while the last Ready's disk write is still in
+   * progress (entries proposed meanwhile, or the next window of a follower that
+   * acknowledged). They are the same messages a Ready hands out in
+   * `messagesBeforePersist`, with the same reasoning (see {@link Ready}): a leader
+   * counts its own copy toward a commit only once persisted, so its appends promise
+   * nothing about its disk, and two followers are a majority of three without it.
+   * Returns nothing unless this node is a leader and the awaiting Ready is plain (no
+   * snapshot, no role change, so its term is on disk already).
+   */
+  takeEarlyMessages(): Message[] {
+    const awaiting = this.awaiting;
+    if (awaiting === null || !awaiting.plain || this.role !== "leader") return [];
+    this.flushLeaderSends();
+    const early: Message[] = [];
+    const rest: Message[] = [];
+    for (const message of this.messages) {
+      const isEarly = message.type === "append" && message.term === this.term &&
+        message.from === this.id;
+      (isEarly ? early : rest).push(message);
+    }
+    this.messages = rest;
+    return early;
+  }
+
+  takeCommittedEarly(): Entry[] {
+    const awaiting = this.awaiting;
+    if (awaiting === null || !awaiting.plain || this.pendingSnapshot !== null) return [];
+    const from = Math.max(this.log.applied, awaiting.lastCommitted) + 1;
+    // The entries being written count only while the log still holds them (a stepped
+    // append of a newer leader may have replaced them meanwhile).
+    const writing = awaiting.lastEntry !== undefined &&
+        this.log.matchTerm(awaiting.lastEntry.index, awaiting.lastEntry.term)
+      ? awaiting.lastEntry.index
+      : 0;
+    const written = Math.max(this.stableIndex(), writing);
+    const to = Math.min(this.log.committed, written, from + committedEntriesPerReadyMax - 1);
+    if (to < from) return [];
+    awaiting.lastCommitted = to;
+    return this.log.entries.slice(from - this.log.snapshotIndex - 1, to - this.log.snapshotIndex);
   }
 
   /**

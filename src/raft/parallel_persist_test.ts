@@ -146,3 +146,49 @@ Deno.test("parallel persist: votes, responses and heartbeats wait for the write"
   assert.ok(heartbeats.messages.some((message) => message.type === "heartbeat"));
   leader.advance();
 });
+
+Deno.test("during a write: entries the followers commit are taken early, only once, and only if written", () => {
+  const cluster = new Cluster(["a", "b", "c"]);
+  const { ready, index } = proposeAtSettledLeader(cluster);
+  const leader = cluster.node("a");
+  assert.deepEqual(leader.takeCommittedEarly(), [], "nothing is committed yet");
+  // Proposed while the write of `index` runs: its appends go out at once.
+  const later = leader.propose(text("later"));
+  assert.ok(later.ok);
+  const early = leader.takeEarlyMessages();
+  assert.deepEqual(early.map((message) => [message.type, message.to]), [
+    ["append", "b"],
+    ["append", "c"],
+  ]);
+  for (const message of early) {
+    assert.ok(message.entries?.some((entry) => entry.index === later.index));
+  }
+  for (const message of [...ready.messagesBeforePersist, ...early]) cluster.deliver(message);
+  cluster.stabilize(); // b and c persist both entries and acknowledge them.
+  assert.equal(leader.status().commit, later.index, "two followers are a majority");
+  // `index` is being written, `later` is in no write yet: only `index` may be applied.
+  assert.deepEqual(leader.takeCommittedEarly().map((entry) => entry.index), [index]);
+  assert.deepEqual(leader.takeCommittedEarly(), [], "an entry is taken once");
+  leader.advance();
+  const next = leader.ready();
+  assert.deepEqual(next.entries.map((entry) => entry.index), [later.index]);
+  assert.deepEqual(
+    next.committedEntries.map((entry) => entry.index),
+    [later.index],
+    "the next Ready hands out only what was not taken early",
+  );
+  leader.advance();
+});
+
+Deno.test("during a write: nothing is taken early after a Ready that changes the role", () => {
+  const cluster = new Cluster(["a", "b", "c"]);
+  const a = cluster.node("a");
+  a.campaign();
+  const campaign = a.ready(); // Becomes candidate: a soft state change.
+  assert.ok(campaign.softState !== undefined);
+  assert.deepEqual(a.takeEarlyMessages(), []);
+  assert.deepEqual(a.takeCommittedEarly(), []);
+  a.advance();
+  assert.deepEqual(a.takeEarlyMessages(), [], "no Ready awaits advance()");
+  assert.deepEqual(a.takeCommittedEarly(), []);
+});

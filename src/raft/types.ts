@@ -126,7 +126,10 @@ export interface ReadState {
  *    replaced) and `hardState`, atomically and durably.
  * 3. Send `messages`.
  * 4. If `snapshot` is set, restore the state machine from it; then apply
- *    `committedEntries` in order.
+ *    `committedEntries` in order. Without a snapshot and a soft state change, the
+ *    committed entries may be applied before steps 1 and 2 instead (they are durable on
+ *    a majority already), and while the write runs, messages may be stepped and the
+ *    entries they commit applied: see `RaftNode.takeCommittedEarly`.
  * 5. Answer `readStates` whose index is applied; fail `readFailures`.
  * 6. Call `advance()`: it tells the core that `entries` are durable, and only then does
  *    a leader count itself toward the quorum that commits them.

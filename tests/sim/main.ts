@@ -25,6 +25,8 @@ interface Summary {
   crashesBeforePersist: number;
   commitsBeforeLeaderPersist: number;
   appliedBeforeWrite: number;
+  appliedDuringWrite: number;
+  sentDuringWrite: number;
 }
 
 function newSummary(): Summary {
@@ -42,6 +44,8 @@ function newSummary(): Summary {
     crashesBeforePersist: 0,
     commitsBeforeLeaderPersist: 0,
     appliedBeforeWrite: 0,
+    appliedDuringWrite: 0,
+    sentDuringWrite: 0,
   };
 }
 
@@ -58,6 +62,8 @@ function add(summary: Summary, result: SimResult): void {
   summary.crashesBeforePersist += result.stats.crashesBeforePersist;
   summary.commitsBeforeLeaderPersist += result.stats.commitsBeforeLeaderPersist;
   summary.appliedBeforeWrite += result.stats.appliedBeforeWrite;
+  summary.appliedDuringWrite += result.stats.appliedDuringWrite;
+  summary.sentDuringWrite += result.stats.sentDuringWrite;
   if (!result.ok) summary.failures.push(result);
 }
 
@@ -165,7 +171,8 @@ export async function main(args: string[]): Promise<number> {
       `${summary.crashes} crashes, max term ${summary.maxTerm}, ${summary.slowWrites} slow disk writes, ` +
       `${summary.crashesBeforePersist} leader crashes between early appends and persist, ` +
       `${summary.commitsBeforeLeaderPersist} commits before the leader's own persist, ` +
-      `${summary.appliedBeforeWrite} entries applied before their Ready's write`,
+      `${summary.appliedBeforeWrite} entries applied before their Ready's write, ` +
+      `${summary.appliedDuringWrite} applied and ${summary.sentDuringWrite} appends sent during a write`,
   );
   if (summary.failures.length > 0) {
     console.log(`failing seeds: ${summary.failures.map((failure) => failure.seed).join(" ")}`);

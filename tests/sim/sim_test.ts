@@ -236,7 +236,7 @@ Deno.test("scenario: followers commit a leader's entry before its own write; the
     expect disk 2 3
     expect disk 3 3
     expect commit 1 3      # two followers persisted it: a majority, without the leader
-    expect applied 1 2     # nothing is applied before the Ready's write completes
+    expect applied 1 3     # committed, so applied while the leader's write still runs
     crash 1                # the write in progress is lost
     tick 40
     expect leader one

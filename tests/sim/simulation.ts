@@ -172,6 +172,10 @@ export interface SimStats {
   commitsBeforeLeaderPersist: number;
   /** Entries applied before the write of the same Ready's newer entries (the early path). */
   appliedBeforeWrite: number;
+  /** Entries applied while their node's write was in progress (takeCommittedEarly). */
+  appliedDuringWrite: number;
+  /** A leader's appends sent while its write was in progress (takeEarlyMessages). */
+  sentDuringWrite: number;
 }
 
 /** Options of one run. */
@@ -328,6 +332,8 @@ export class Simulation {
       crashesBeforePersist: 0,
       commitsBeforeLeaderPersist: 0,
       appliedBeforeWrite: 0,
+      appliedDuringWrite: 0,
+      sentDuringWrite: 0,
     };
     for (const [k, id] of this.ids.entries()) {
       const node: SimNode = {
@@ -944,7 +950,10 @@ export class Simulation {
    */
   private processReady(node: SimNode): void {
     for (let round = 0; round < 1000 && node.up; round++) {
-      if (node.pendingReady !== null) return;
+      if (node.pendingReady !== null) {
+        this.duringWrite(node, node.pendingReady);
+        return;
+      }
       const raft = node.raft!;
       if (!raft.hasReady()) return;
       const ready = raft.ready();
@@ -958,7 +967,7 @@ export class Simulation {
         if (ready.entries.length > 0) {
           this.stats.appliedBeforeWrite += ready.committedEntries.length;
         }
-        this.applyCommitted(node, ready, raft.status().commit);
+        this.applyCommitted(node, ready.committedEntries, raft.status().commit);
       }
       if (!this.manual && this.phase === "chaos" && this.random.chance(0.001)) {
         // A crash before the disk write: any early appends are out, the write is lost.
@@ -986,9 +995,38 @@ export class Simulation {
     if (node.up) throw new SimViolation("simulator", `node ${node.id} keeps producing Readies`);
   }
 
+  /**
+   * As src/server/node.ts does while a Ready's write is in progress (after each event
+   * that reached the node): a leader's appends of entries proposed meanwhile go out at
+   * once, and entries committed meanwhile are applied at once (after the Ready's own,
+   * which a plain Ready applies before its write).
+   */
+  private duringWrite(node: SimNode, ready: Ready): void {
+    const raft = node.raft!;
+    const messages = raft.takeEarlyMessages();
+    this.stats.sentDuringWrite += messages.length;
+    this.sendEarly(node, messages, ready);
+    if (node.appliedEarly !== ready) {
+      if (raft.takeCommittedEarly().length > 0) {
+        throw new SimViolation(
+          "simulator",
+          `node ${node.id} applies early after a non-plain Ready`,
+        );
+      }
+      return;
+    }
+    const entries = raft.takeCommittedEarly();
+    this.stats.appliedDuringWrite += entries.length;
+    this.applyCommitted(node, entries, raft.status().commit);
+  }
+
   /** Step 0 of the Ready: only a leader's appends of a term already on disk may go early. */
   private sendBeforePersist(node: SimNode, ready: Ready): void {
-    for (const message of ready.messagesBeforePersist) {
+    this.sendEarly(node, ready.messagesBeforePersist, ready);
+  }
+
+  private sendEarly(node: SimNode, early: readonly Message[], ready: Ready): void {
+    for (const message of early) {
       if (
         message.type !== "append" || message.from !== node.id ||
         message.term !== node.disk.hardState.term ||
@@ -1246,14 +1284,16 @@ export class Simulation {
       this.checkDigest(node, node.applied);
       for (const index of node.writes.keys()) if (index <= node.applied) node.writes.delete(index);
     }
-    if (node.appliedEarly !== ready) this.applyCommitted(node, ready, node.disk.hardState.commit);
+    if (node.appliedEarly !== ready) {
+      this.applyCommitted(node, ready.committedEntries, node.disk.hardState.commit);
+    }
     node.appliedEarly = null;
     this.serveReadStates(node, ready);
   }
 
-  /** Applies the Ready's committed entries; `commitBound`: the commit they may not pass. */
-  private applyCommitted(node: SimNode, ready: Ready, commitBound: number): void {
-    for (const entry of ready.committedEntries) {
+  /** Applies committed entries in order; `commitBound`: the commit they may not pass. */
+  private applyCommitted(node: SimNode, entries: readonly Entry[], commitBound: number): void {
+    for (const entry of entries) {
       if (entry.index !== node.applied + 1) {
         throw new SimViolation(
           "state-machine safety",
