@@ -329,10 +329,7 @@ export class LockNode {
         }
       }
     } catch (error) {
-      this.#stopped = true;
-      clearInterval(this.#tickTimer);
-      this.#log.error("cannot continue: the Raft loop failed", { error });
-      this.#options.onFatal(error);
+      this.#fail(error);
     } finally {
       this.#busy = false;
     }
@@ -362,22 +359,32 @@ export class LockNode {
   #stepDuringSave(): void {
     if (this.#savingPlain === null || this.#stopped) return;
     try {
-      const inbox = this.#inbox;
-      this.#inbox = [];
-      for (const message of inbox) this.#raft.step(message);
-      const proposals = this.#proposalQueue;
-      this.#proposalQueue = [];
-      for (const proposal of proposals) this.#proposeNow(proposal);
+      this.#stepAndPropose();
       const early = this.#raft.takeEarlyMessages();
       if (early.length > 0) this.#options.transport.send(early);
       if (!this.#savingPlain) return;
       for (const entry of this.#raft.takeCommittedEarly()) this.#applyEntry(entry);
     } catch (error) {
-      this.#stopped = true;
-      clearInterval(this.#tickTimer);
-      this.#log.error("cannot continue: the Raft loop failed", { error });
-      this.#options.onFatal(error);
+      this.#fail(error);
     }
+  }
+
+  /** Stops the node for good after the Raft loop failed. */
+  #fail(error: unknown): void {
+    this.#stopped = true;
+    clearInterval(this.#tickTimer);
+    this.#log.error("cannot continue: the Raft loop failed", { error });
+    this.#options.onFatal(error);
+  }
+
+  /** Steps the peers' messages and proposes the queued commands. */
+  #stepAndPropose(): void {
+    const inbox = this.#inbox;
+    this.#inbox = [];
+    for (const message of inbox) this.#raft.step(message);
+    const proposals = this.#proposalQueue;
+    this.#proposalQueue = [];
+    for (const proposal of proposals) this.#proposeNow(proposal);
   }
 
   #hasInputs(): boolean {
@@ -387,12 +394,7 @@ export class LockNode {
 
   #feedInputs(): void {
     for (; this.#ticksPending > 0; this.#ticksPending--) this.#raft.tick();
-    const inbox = this.#inbox;
-    this.#inbox = [];
-    for (const message of inbox) this.#raft.step(message);
-    const proposals = this.#proposalQueue;
-    this.#proposalQueue = [];
-    for (const proposal of proposals) this.#proposeNow(proposal);
+    this.#stepAndPropose();
     const reads = this.#readQueue;
     this.#readQueue = [];
     for (const requestId of reads) {
