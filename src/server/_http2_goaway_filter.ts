@@ -8,7 +8,9 @@
  * whenever it closes its channel, so any gRPC client (grpcurl, a client in another
  * language, dlock's own with `transport: "grpc"`) could crash a server just by
  * disconnecting. Measured before this filter: one server, a gRPC client connecting,
- * locking and closing in a loop; the server died after 80 to 200 rounds (3 runs of 3).
+ * locking and closing in a loop, up to 300 rounds; the server died in 3 of 4 runs (exit
+ * 134 after 80-100 and after 200-220 rounds, once 139). With it: 3 runs of 400 rounds
+ * and 2 concurrent runs of 1,500, no crash.
  *
  * What: the client's bytes are the 24-byte connection preface and then frames, each a
  * 9-byte header (24-bit payload length, type, flags, stream id) and its payload. Every
