@@ -31,6 +31,31 @@ class MemoryStorage implements LogStorage {
   close() {}
 }
 
+/** A MemoryStorage whose saves can be held in progress (a slow fsync), then released. */
+class HeldStorage extends MemoryStorage {
+  #held: (() => void)[] | null = null;
+  saving = 0;
+  hold(): void {
+    this.#held = [];
+  }
+  release(): void {
+    const held = this.#held ?? [];
+    this.#held = null;
+    for (const resume of held) resume();
+  }
+  override save(batch: { hardState?: HardState; entries: readonly Entry[]; snapshot?: Snapshot }) {
+    const held = this.#held;
+    if (held === null) return super.save(batch);
+    this.saving++;
+    return new Promise<void>((resolve) =>
+      held.push(() => {
+        this.saving--;
+        resolve(super.save(batch));
+      })
+    );
+  }
+}
+
 class Network {
   readonly handlers = new Map<string, ReceiveHandler>();
   readonly isolated = new Set<string>();
@@ -60,46 +85,60 @@ async function until<T>(probe: () => T | undefined | null | false, timeoutMs = 5
   }
 }
 
+/** Three LockNodes with the real Raft core on `network`, one storage each. */
+function makeNodes(
+  network: Network,
+  storages: readonly LogStorage[],
+  electionTicks = 10,
+): { members: string[]; nodes: LockNode[] } {
+  const members = ["n1", "n2", "n3"];
+  let seed = 1;
+  const nodes = members.map((id, index) =>
+    new LockNode({
+      self: id,
+      members,
+      raft: new RaftNode({
+        id,
+        voters: members,
+        electionTicks,
+        heartbeatTicks: 2,
+        preVote: true,
+        checkQuorum: true,
+        entriesPerAppendMax: 64,
+        bytesPerAppendMax: 1 << 20,
+        inflightAppendsMax: 8,
+        readMode: "safe",
+        leaseDriftTicks: 0,
+        random: () => (seed = (seed * 16807) % 2147483647) / 2147483647,
+      }, { hardState: { term: 0, vote: null, commit: 0 }, snapshot: null, entries: [] }),
+      storage: storages[index]!,
+      transport: network.transport(id),
+      machine: new LockStateMachine(),
+      snapshotIndex: 0,
+      restoredHardState: { term: 0, vote: null, commit: 0 },
+      filewriter: null,
+      filewriterAddress: "",
+      logger: silentLogger,
+      tickMs: 5,
+      onFatal: (error) => {
+        throw error;
+      },
+    })
+  );
+  return { members, nodes };
+}
+
 Deno.test({
   name: "lock node: a deposed leader fails pending proposals; the retry applies once",
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
-    const members = ["n1", "n2", "n3"];
     const network = new Network();
-    let seed = 1;
-    const nodes = members.map((id) =>
-      new LockNode({
-        self: id,
-        members,
-        raft: new RaftNode({
-          id,
-          voters: members,
-          electionTicks: 10,
-          heartbeatTicks: 2,
-          preVote: true,
-          checkQuorum: true,
-          entriesPerAppendMax: 64,
-          bytesPerAppendMax: 1 << 20,
-          inflightAppendsMax: 8,
-          readMode: "safe",
-          leaseDriftTicks: 0,
-          random: () => (seed = (seed * 16807) % 2147483647) / 2147483647,
-        }, { hardState: { term: 0, vote: null, commit: 0 }, snapshot: null, entries: [] }),
-        storage: new MemoryStorage(),
-        transport: network.transport(id),
-        machine: new LockStateMachine(),
-        snapshotIndex: 0,
-        restoredHardState: { term: 0, vote: null, commit: 0 },
-        filewriter: null,
-        filewriterAddress: "",
-        logger: silentLogger,
-        tickMs: 5,
-        onFatal: (error) => {
-          throw error;
-        },
-      })
-    );
+    const { members, nodes } = makeNodes(network, [
+      new MemoryStorage(),
+      new MemoryStorage(),
+      new MemoryStorage(),
+    ]);
     try {
       for (const node of nodes) node.start();
       const leader = await until(() => nodes.find((node) => node.role === "leader"));
@@ -153,6 +192,68 @@ Deno.test({
         (error: unknown) => error instanceof DlockError && error.reason === "SESSION_EXPIRED",
       );
     } finally {
+      for (const node of nodes) await node.stop();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "lock node: during its own save a leader sends new appends and grants what the followers commit",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const network = new Network();
+    const storages = [new HeldStorage(), new HeldStorage(), new HeldStorage()];
+    // A long election timeout (1 s): the held leader sends no heartbeats meanwhile.
+    const { nodes } = makeNodes(network, storages, 200);
+    try {
+      for (const node of nodes) node.start();
+      const leader = await until(() => nodes.find((node) => node.role === "leader"));
+      const leaderStorage = storages[nodes.indexOf(leader)]!;
+      const followerStorages = storages.filter((storage) => storage !== leaderStorage);
+      const opened = await leader.openSession({ clientName: "c", ttlMs: 60_000, openKey: "k" });
+      const acquire = (lock: string, requestId: number) =>
+        leader.acquire({ sessionId: opened.sessionId, lock, requestId, wait: true, timeoutMs: 0 });
+
+      leaderStorage.hold();
+      const first = acquire("x", 1);
+      await until(() => leaderStorage.saving === 1);
+      // The followers persist the entry and acknowledge it; two of three commit it, and
+      // the leader grants it while its own save of the entry is still in progress.
+      const granted = await Promise.race([
+        first,
+        new Promise<never>((_, reject) =>
+          setTimeout(() => reject(new Error("no grant while the leader's save is held")), 2_000)
+        ),
+      ]);
+      assert.equal(granted.acquired, true);
+      assert.equal(leaderStorage.saving, 1, "the leader's save is still held");
+      // Proposed during the held save: its appends go out at once, the followers persist
+      // it, but the leader applies it only once its own write of it has started.
+      let secondDone = false;
+      const second = acquire("y", 2).then((response) => {
+        secondDone = true;
+        return response;
+      });
+      await until(() =>
+        followerStorages.every((storage) =>
+          storage.entries.some((entry) => entry.index > granted.token)
+        )
+      );
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      assert.equal(secondDone, false, "not applied before the leader writes it");
+      assert.ok(!leaderStorage.entries.some((entry) => entry.index === granted.token));
+      leaderStorage.release();
+      const secondGrant = await second;
+      assert.equal(secondGrant.acquired, true);
+      assert.ok(secondGrant.token > granted.token);
+      await until(() =>
+        nodes.every((node) => node.machine.holder("y")?.token === secondGrant.token)
+      );
+      assert.ok(leaderStorage.entries.some((entry) => entry.index === granted.token));
+    } finally {
+      for (const storage of storages) storage.release();
       for (const node of nodes) await node.stop();
     }
   },
