@@ -9,6 +9,7 @@ import { silentLogger } from "../log.ts";
 import { RaftNode } from "../raft/mod.ts";
 import type { Entry, HardState, Snapshot } from "../raft/types.ts";
 import { LockNode, type LogStorage } from "./node.ts";
+import { testRaftOptions } from "./_node_test_helper.ts";
 
 /** Saves at once; each compaction waits until the test settles it. */
 class ControlledStorage implements LogStorage {
@@ -42,20 +43,10 @@ function singleNode(storage: LogStorage, fatal: unknown[]): LockNode {
   return new LockNode({
     self: "n1",
     members: ["n1"],
-    raft: new RaftNode({
-      id: "n1",
-      voters: ["n1"],
-      electionTicks: 10,
-      heartbeatTicks: 2,
-      preVote: true,
-      checkQuorum: true,
-      entriesPerAppendMax: 64,
-      bytesPerAppendMax: 1 << 20,
-      inflightAppendsMax: 8,
-      readMode: "safe",
-      leaseDriftTicks: 0,
-      random: () => 0.5,
-    }, { hardState: { term: 0, vote: null, commit: 0 }, snapshot: null, entries: [] }),
+    raft: new RaftNode(
+      testRaftOptions("n1", ["n1"], () => 0.5),
+      { hardState: { term: 0, vote: null, commit: 0 }, snapshot: null, entries: [] },
+    ),
     storage,
     transport: { send: () => {}, onReceive: () => {}, close: () => Promise.resolve() },
     machine: new LockStateMachine(),

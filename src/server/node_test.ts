@@ -11,6 +11,7 @@ import { RaftNode } from "../raft/mod.ts";
 import type { Entry, HardState, Message, Snapshot } from "../raft/types.ts";
 import type { ReceiveHandler, Transport } from "../transport/types.ts";
 import { LockNode, type LogStorage } from "./node.ts";
+import { testRaftOptions } from "./_node_test_helper.ts";
 
 class MemoryStorage implements LogStorage {
   hardState: HardState = { term: 0, vote: null, commit: 0 };
@@ -97,20 +98,15 @@ function makeNodes(
     new LockNode({
       self: id,
       members,
-      raft: new RaftNode({
-        id,
-        voters: members,
-        electionTicks,
-        heartbeatTicks: 2,
-        preVote: true,
-        checkQuorum: true,
-        entriesPerAppendMax: 64,
-        bytesPerAppendMax: 1 << 20,
-        inflightAppendsMax: 8,
-        readMode: "safe",
-        leaseDriftTicks: 0,
-        random: () => (seed = (seed * 16807) % 2147483647) / 2147483647,
-      }, { hardState: { term: 0, vote: null, commit: 0 }, snapshot: null, entries: [] }),
+      raft: new RaftNode(
+        testRaftOptions(
+          id,
+          members,
+          () => (seed = (seed * 16807) % 2147483647) / 2147483647,
+          electionTicks,
+        ),
+        { hardState: { term: 0, vote: null, commit: 0 }, snapshot: null, entries: [] },
+      ),
       storage: storages[index]!,
       transport: network.transport(id),
       machine: new LockStateMachine(),
