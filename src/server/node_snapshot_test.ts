@@ -4,12 +4,9 @@
  * onFatal; stop() waits for the one in flight.
  */
 import assert from "node:assert/strict";
-import { LockStateMachine } from "../lock/mod.ts";
-import { silentLogger } from "../log.ts";
-import { RaftNode } from "../raft/mod.ts";
 import type { Entry, HardState, Snapshot } from "../raft/types.ts";
 import { LockNode, type LogStorage } from "./node.ts";
-import { testRaftOptions } from "./_node_test_helper.ts";
+import { testLockNode } from "./_node_test_helper.ts";
 
 /** Saves at once; each compaction waits until the test settles it. */
 class ControlledStorage implements LogStorage {
@@ -40,22 +37,12 @@ async function until<T>(probe: () => T | undefined | null | false, timeoutMs = 5
 }
 
 function singleNode(storage: LogStorage, fatal: unknown[]): LockNode {
-  return new LockNode({
+  return testLockNode({
     self: "n1",
     members: ["n1"],
-    raft: new RaftNode(
-      testRaftOptions("n1", ["n1"], () => 0.5),
-      { hardState: { term: 0, vote: null, commit: 0 }, snapshot: null, entries: [] },
-    ),
     storage,
     transport: { send: () => {}, onReceive: () => {}, close: () => Promise.resolve() },
-    machine: new LockStateMachine(),
-    snapshotIndex: 0,
-    restoredHardState: { term: 0, vote: null, commit: 0 },
-    filewriter: null,
-    filewriterAddress: "",
-    logger: silentLogger,
-    tickMs: 5,
+    random: () => 0.5,
     logEntriesBeforeSnapshot: 10,
     onFatal: (error) => fatal.push(error),
   });

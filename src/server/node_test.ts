@@ -5,13 +5,10 @@
  */
 import assert from "node:assert/strict";
 import { DlockError } from "../errors.ts";
-import { LockStateMachine } from "../lock/mod.ts";
-import { silentLogger } from "../log.ts";
-import { RaftNode } from "../raft/mod.ts";
 import type { Entry, HardState, Message, Snapshot } from "../raft/types.ts";
 import type { ReceiveHandler, Transport } from "../transport/types.ts";
 import { LockNode, type LogStorage } from "./node.ts";
-import { testRaftOptions } from "./_node_test_helper.ts";
+import { testLockNode } from "./_node_test_helper.ts";
 
 class MemoryStorage implements LogStorage {
   hardState: HardState = { term: 0, vote: null, commit: 0 };
@@ -95,27 +92,13 @@ function makeNodes(
   const members = ["n1", "n2", "n3"];
   let seed = 1;
   const nodes = members.map((id, index) =>
-    new LockNode({
+    testLockNode({
       self: id,
       members,
-      raft: new RaftNode(
-        testRaftOptions(
-          id,
-          members,
-          () => (seed = (seed * 16807) % 2147483647) / 2147483647,
-          electionTicks,
-        ),
-        { hardState: { term: 0, vote: null, commit: 0 }, snapshot: null, entries: [] },
-      ),
       storage: storages[index]!,
       transport: network.transport(id),
-      machine: new LockStateMachine(),
-      snapshotIndex: 0,
-      restoredHardState: { term: 0, vote: null, commit: 0 },
-      filewriter: null,
-      filewriterAddress: "",
-      logger: silentLogger,
-      tickMs: 5,
+      random: () => (seed = (seed * 16807) % 2147483647) / 2147483647,
+      electionTicks,
       onFatal: (error) => {
         throw error;
       },
