@@ -344,21 +344,6 @@ export class RaftNode {
   }
 
   /**
-   * Entries committed since the last Ready was handed out, to apply while that Ready's
-   * disk write is still in progress (after the Ready's own `committedEntries`). Messages
-   * may be stepped meanwhile (an acknowledgement from a follower can commit entries this
-   * node has persisted, or that are durable on a majority without it); waiting for the
-   * write to finish would delay their application by a whole fsync. Committed entries
-   * are durable on a majority, so applying them does not depend on this node's disk.
-   *
-   * Returns nothing when no Ready awaits `advance()`, or when the awaiting Ready carries
-   * a snapshot or a role change (its committed entries are applied only after its
-   * write, so nothing may be applied ahead of them). Returns only entries this node has
-   * persisted or is writing now: once the write is done, nothing applied is missing from
-   * its disk, so a snapshot taken at the applied index never skips an entry the log
-   * still has to write (a follower can learn a commit index beyond its write).
-   */
-  /**
    * A leader's appends of its term, to send while the last Ready's disk write is still in
    * progress (entries proposed meanwhile, or the next window of a follower that
    * acknowledged). They are the same messages a Ready hands out in
@@ -374,15 +359,26 @@ export class RaftNode {
     this.flushLeaderSends();
     const early: Message[] = [];
     const rest: Message[] = [];
-    for (const message of this.messages) {
-      const isEarly = message.type === "append" && message.term === this.term &&
-        message.from === this.id;
-      (isEarly ? early : rest).push(message);
-    }
+    for (const message of this.messages) (this.mayLeaveEarly(message) ? early : rest).push(message);
     this.messages = rest;
     return early;
   }
 
+  /**
+   * Entries committed since the last Ready was handed out, to apply while that Ready's
+   * disk write is still in progress (after the Ready's own `committedEntries`). Messages
+   * may be stepped meanwhile (an acknowledgement from a follower can commit entries this
+   * node has persisted, or that are durable on a majority without it); waiting for the
+   * write to finish would delay their application by a whole fsync. Committed entries
+   * are durable on a majority, so applying them does not depend on this node's disk.
+   *
+   * Returns nothing when no Ready awaits `advance()`, or when the awaiting Ready carries
+   * a snapshot or a role change (its committed entries are applied only after its
+   * write, so nothing may be applied ahead of them). Returns only entries this node has
+   * persisted or is writing now: once the write is done, nothing applied is missing from
+   * its disk, so a snapshot taken at the applied index never skips an entry the log
+   * still has to write (a follower can learn a commit index beyond its write).
+   */
   takeCommittedEarly(): Entry[] {
     const awaiting = this.awaiting;
     if (awaiting === null || !awaiting.plain || this.pendingSnapshot !== null) return [];
@@ -393,11 +389,10 @@ export class RaftNode {
         this.log.matchTerm(awaiting.lastEntry.index, awaiting.lastEntry.term)
       ? awaiting.lastEntry.index
       : 0;
-    const written = Math.max(this.stableIndex(), writing);
-    const to = Math.min(this.log.committed, written, from + committedEntriesPerReadyMax - 1);
-    if (to < from) return [];
-    awaiting.lastCommitted = to;
-    return this.log.entries.slice(from - this.log.snapshotIndex - 1, to - this.log.snapshotIndex);
+    const entries = this.committedEntries(from, Math.max(this.stableIndex(), writing));
+    const last = entries[entries.length - 1];
+    if (last !== undefined) awaiting.lastCommitted = last.index;
+    return entries;
   }
 
   /**
@@ -1242,16 +1237,26 @@ export class RaftNode {
     const messagesBeforePersist: Message[] = [];
     const messages: Message[] = [];
     for (const message of all) {
-      const early = message.type === "append" && message.term === this.term &&
-        message.from === this.id;
-      (early ? messagesBeforePersist : messages).push(message);
+      (this.mayLeaveEarly(message) ? messagesBeforePersist : messages).push(message);
     }
     return { messagesBeforePersist, messages };
   }
 
+  /** A leader's own append of its term: it promises nothing about this node's disk. */
+  private mayLeaveEarly(message: Message): boolean {
+    return message.type === "append" && message.term === this.term && message.from === this.id;
+  }
+
   private committedEntriesToApply(snapshot: Snapshot | undefined): Entry[] {
-    const from = Math.max(this.log.applied, snapshot?.meta.index ?? 0) + 1;
-    const to = Math.min(this.log.committed, from + committedEntriesPerReadyMax - 1);
+    return this.committedEntries(Math.max(this.log.applied, snapshot?.meta.index ?? 0) + 1);
+  }
+
+  /**
+   * Committed entries from `from` on, at most up to `bound` and at most
+   * {@link committedEntriesPerReadyMax} of them.
+   */
+  private committedEntries(from: number, bound = Infinity): Entry[] {
+    const to = Math.min(this.log.committed, bound, from + committedEntriesPerReadyMax - 1);
     if (to < from) return [];
     return this.log.entries.slice(from - this.log.snapshotIndex - 1, to - this.log.snapshotIndex);
   }

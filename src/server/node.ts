@@ -199,12 +199,8 @@ export class LockNode {
 
   #scheduled = false;
   #busy = false;
-  /**
-   * While a Ready's save runs: whether that Ready was plain (no snapshot, no role change;
-   * its committed entries are applied already), so entries committed meanwhile may be
-   * applied at once. Null when no save of a Ready runs.
-   */
-  #savingPlain: boolean | null = null;
+  /** Whether a Ready's save runs (see #stepDuringSave). */
+  #saving = false;
   #stepScheduled = false;
   #stopped = false;
   #idle: Promise<void> = Promise.resolve();
@@ -298,7 +294,7 @@ export class LockNode {
   }
 
   #schedule(): void {
-    if (this.#busy && this.#savingPlain !== null) this.#scheduleStepDuringSave();
+    if (this.#busy && this.#saving) this.#scheduleStepDuringSave();
     if (this.#scheduled || this.#busy || this.#stopped) return;
     this.#scheduled = true;
     queueMicrotask(() => {
@@ -357,12 +353,13 @@ export class LockNode {
    * Ready. The simulator does the same (tests/sim/simulation.ts, duringWrite).
    */
   #stepDuringSave(): void {
-    if (this.#savingPlain === null || this.#stopped) return;
+    if (!this.#saving || this.#stopped) return;
     try {
       this.#stepAndPropose();
       const early = this.#raft.takeEarlyMessages();
       if (early.length > 0) this.#options.transport.send(early);
-      if (!this.#savingPlain) return;
+      // The core hands out nothing after a Ready with a snapshot or a role change, whose
+      // committed entries are applied only after the save.
       for (const entry of this.#raft.takeCommittedEarly()) this.#applyEntry(entry);
     } catch (error) {
       this.#fail(error);
@@ -443,11 +440,11 @@ export class LockNode {
     }
     // 1-2. Persist snapshot, entries and hard state in one durable save. Messages that
     // arrive meanwhile are stepped at once (see #stepDuringSave).
-    this.#savingPlain = applyFirst;
+    this.#saving = true;
     try {
       await this.#persist(ready);
     } finally {
-      this.#savingPlain = null;
+      this.#saving = false;
     }
     // 3. Send.
     if (ready.messages.length > 0) this.#options.transport.send(ready.messages);

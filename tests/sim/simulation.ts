@@ -957,7 +957,7 @@ export class Simulation {
       const raft = node.raft!;
       if (!raft.hasReady()) return;
       const ready = raft.ready();
-      this.sendBeforePersist(node, ready);
+      this.sendEarly(node, ready.messagesBeforePersist, ready);
       // As src/server/node.ts does: committed entries are durable on a majority, so in
       // the plain case (no snapshot, no role change) they are applied before this
       // Ready's own write of newer entries. The checks below (committed, digests,
@@ -1020,11 +1020,10 @@ export class Simulation {
     this.applyCommitted(node, entries, raft.status().commit);
   }
 
-  /** Step 0 of the Ready: only a leader's appends of a term already on disk may go early. */
-  private sendBeforePersist(node: SimNode, ready: Ready): void {
-    this.sendEarly(node, ready.messagesBeforePersist, ready);
-  }
-
+  /**
+   * Sends messages before `ready`'s write completes (its step 0, or during the write):
+   * only a leader's appends of a term already on disk may go early.
+   */
   private sendEarly(node: SimNode, early: readonly Message[], ready: Ready): void {
     for (const message of early) {
       if (
