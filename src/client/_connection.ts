@@ -126,9 +126,10 @@ export type TransportKind = "native" | "grpc";
 /**
  * A single bidi gRPC `Stream` to `address`, opened on construction.
  *
- * Closing it closes its grpc-js Client, which can send an HTTP/2 GOAWAY; with Deno 2.9.6
- * a dlock server that processes a GOAWAY can abort (denoland/deno#36788). The client
- * library therefore uses the native protocol by default; this class serves
+ * Closing it closes its grpc-js Client, which sends an HTTP/2 GOAWAY; a Deno 2.9.6
+ * process that processes one can abort (denoland/deno#36788), so a dlock server's member
+ * port drops client GOAWAYs (src/server/_http2_goaway_filter.ts). The client library
+ * still uses the native protocol by default (no HTTP/2 at all); this class serves
  * `transport: "grpc"`.
  */
 export class StreamConnection implements Connection {

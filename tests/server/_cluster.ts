@@ -141,7 +141,9 @@ export class TestCluster {
     child.kill(signal);
     const status = await child.status;
     server.child = null;
-    // Closed only after the exit: a live server must not process the client's GOAWAY.
+    // Closed only after the exit, so that these tests never depend on the member port
+    // dropping the client's GOAWAY (denoland/deno#36788; tests/server/grpc_close_test.ts
+    // tests that on its own).
     this.clients.get(server.address)?.close();
     this.clients.delete(server.address);
     return status;
