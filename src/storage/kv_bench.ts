@@ -9,6 +9,9 @@
  *
  * Run: `deno run -A --unstable-kv src/storage/kv_bench.ts [--dir <parent dir>] [--quick]`
  * (`--during-snapshot`: only the longest save latency while a snapshot persists)
+ * (`--fsync`: only the latency of one durable small write three ways: a `kv.set`, a raw
+ * `write` + `fdatasync` appending to a file, and the same into a preallocated file; start
+ * several at once to see the disk shared, as the three servers of a local cluster share it)
  * (the store goes in a temp dir under `--dir`, default the system temp dir; use the disk
  * the data directory will live on).
  *
@@ -248,6 +251,49 @@ async function benchSavesDuringSnapshot(
   }
 }
 
+/** p50 and p90 of `count` timed calls of `body`, in ms. */
+async function latencies(count: number, body: () => Promise<void> | void): Promise<string> {
+  const times: number[] = [];
+  for (let i = 0; i < count; i++) {
+    const started = performance.now();
+    await body();
+    times.push(performance.now() - started);
+  }
+  times.sort((a, b) => a - b);
+  const at = (share: number) => (times[Math.floor(count * share)] ?? 0).toFixed(3);
+  return `p50 ${at(0.5)} ms, p90 ${at(0.9)} ms (${count} writes)`;
+}
+
+/** Latency of one small durable write: Deno KV against raw fdatasync (see the module doc). */
+async function benchFsync(dir: string, count: number): Promise<void> {
+  const record = new Uint8Array(120).fill(7);
+  const kv = await Deno.openKv(join(dir, "fsync.kv"));
+  try {
+    let key = 0;
+    console.log(
+      `kv.set of 120 B:                          ${await latencies(
+        count,
+        () => kv.set(["k", key++], record).then(() => undefined),
+      )}`,
+    );
+  } finally {
+    kv.close();
+  }
+  using appended = await Deno.open(join(dir, "appended"), { create: true, append: true });
+  console.log(`write + fdatasync, appending:             ${await latencies(count, () => {
+    appended.writeSync(record);
+    appended.syncDataSync();
+  })}`);
+  using preallocated = await Deno.open(join(dir, "preallocated"), { create: true, write: true });
+  preallocated.writeSync(new Uint8Array(record.length * count));
+  preallocated.syncSync();
+  preallocated.seekSync(0, Deno.SeekMode.Start);
+  console.log(`write + fdatasync, preallocated file:     ${await latencies(count, () => {
+    preallocated.writeSync(record);
+    preallocated.syncDataSync();
+  })}`);
+}
+
 function print(result: Result): void {
   const perSecond = result.operations / result.seconds;
   const entriesPerSecond = result.entries > 0
@@ -272,6 +318,7 @@ if (import.meta.main) {
       dir: { type: "string" },
       quick: { type: "boolean", default: false },
       "during-snapshot": { type: "boolean", default: false },
+      fsync: { type: "boolean", default: false },
     },
   });
   const scale = values.quick ? 0.2 : 1;
@@ -281,7 +328,9 @@ if (import.meta.main) {
   });
   console.log(`Deno ${Deno.version.deno}, store under ${dir}`);
   try {
-    if (values["during-snapshot"]) {
+    if (values.fsync) {
+      await benchFsync(dir, Math.round(2000 * scale));
+    } else if (values["during-snapshot"]) {
       for (const compacted of [10_000, 50_000, 100_000]) {
         console.log(await benchSavesDuringSnapshot(dir, 3, compacted));
       }
