@@ -15,6 +15,17 @@
  * retries with capped exponential backoff and drops what is sent meanwhile; the queue
  * of a slow peer is bounded.
  *
+ * Stalled links: a connection whose packets were dropped for a while (a network
+ * partition) is in TCP's retransmission backoff when the network heals, and may carry
+ * nothing for as long again: after a 7 s partition up to ~6 s more, after a minute up to
+ * two. A chaos run showed a 3-server cluster without a leader for 3.5 s that way: the one
+ * link the two remaining servers needed to elect one was still backing off from an
+ * earlier partition. So the receiving side acknowledges what it reads with one byte back
+ * on the same connection (at most every `ackIntervalMs`), and a link whose writes have
+ * gone unacknowledged for `stallMs` closes the connection and dials a new one, which
+ * carries data at once. A link that never got an acknowledgement on a connection (a peer
+ * of an older version, which sends none) is never judged stalled.
+ *
  * The peer port of a member `host:port` is `port + peerPortOffset` (default 10000;
  * `port - offset` when that would exceed 65535), the same rule on every server.
  *
@@ -28,6 +39,13 @@ import { concat, encodeFrames, type WireBatch } from "./_frames.ts";
 import { FrameReader } from "./length_prefixed.ts";
 import { loadService } from "./proto.ts";
 import type { ReceiveHandler, Transport } from "./types.ts";
+
+/** At most one acknowledgement byte per this many ms per inbound connection. */
+const ackIntervalMs = 100;
+const ackByte = new Uint8Array([0]);
+
+/** Default `stallMs`: an outbound link unacknowledged this long is dialed anew. */
+export const stallMsDefault = 1_000;
 
 /** Default distance between a member's client port and its peer port. */
 export const peerPortOffsetDefault = 10_000;
@@ -95,6 +113,11 @@ export interface TcpTransportOptions {
   readonly reconnectDelayMsMin?: number;
   readonly reconnectDelayMsMax?: number;
   readonly snapshotChunkBytes?: number;
+  /**
+   * A connection to a peer whose writes got no acknowledgement for this long is closed
+   * and dialed anew (default {@link stallMsDefault}; see the module documentation).
+   */
+  readonly stallMs?: number;
 }
 
 type Serialize = (batch: WireBatch) => Uint8Array;
@@ -236,7 +259,23 @@ export class TcpTransport implements Transport {
   /** Reads frames from one inbound connection until it ends or misbehaves. */
   async #read(conn: Deno.TcpConn): Promise<void> {
     // Any read error, an oversized frame included, ends the connection (caught below).
-    const reader = new FrameReader(conn, limits.messageBytesMax);
+    const acknowledger = new Acknowledger(conn);
+    const reader = new FrameReader({
+      read: async (buffer) => {
+        const read = await conn.read(buffer);
+        if (read !== null && read > 0) acknowledger.received();
+        return read;
+      },
+    }, limits.messageBytesMax);
+    try {
+      await this.#readFrames(reader);
+    } finally {
+      acknowledger.close();
+    }
+  }
+
+  /** Reads frames until the connection ends or misbehaves, handing their messages on. */
+  async #readFrames(reader: FrameReader): Promise<void> {
     let pending: { wire: WireMessage; parts: Uint8Array[]; received: number } | null = null;
     for (;;) {
       const frame = await reader.next().catch(() => null);
@@ -291,6 +330,49 @@ export class TcpTransport implements Transport {
   }
 }
 
+/**
+ * Acknowledges, on an inbound peer connection, that bytes arrived: one byte back, at
+ * most every `ackIntervalMs` (a later one when bytes arrive sooner), so the sending link
+ * can tell a connection that carries data from one that stalled.
+ */
+class Acknowledger {
+  #lastMs = Number.NEGATIVE_INFINITY;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #writing = false;
+  #closed = false;
+
+  constructor(readonly conn: Deno.TcpConn) {}
+
+  received(): void {
+    if (this.#closed || this.#timer !== undefined) return;
+    const waitMs = this.#lastMs + ackIntervalMs - performance.now();
+    if (waitMs <= 0) {
+      this.#send();
+      return;
+    }
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#send();
+    }, waitMs);
+  }
+
+  close(): void {
+    this.#closed = true;
+    clearTimeout(this.#timer);
+  }
+
+  #send(): void {
+    // A write still in flight (the way back is congested) already says as much.
+    if (this.#closed || this.#writing) return;
+    this.#lastMs = performance.now();
+    this.#writing = true;
+    this.conn.write(ackByte).then(
+      () => this.#writing = false,
+      () => this.#writing = false, // The connection ended: the reader notices.
+    );
+  }
+}
+
 function closeQuietly(conn: Deno.Conn): void {
   try {
     conn.close();
@@ -310,6 +392,12 @@ class PeerLink {
   #pendingBytes = 0;
   #writing = false;
   #closed = false;
+  /** The peer acknowledged something on the current connection (see the module doc). */
+  #acknowledged = false;
+  /** When the oldest write not acknowledged since was made (performance.now()), or null. */
+  #unacknowledgedSinceMs: number | null = null;
+  /** The connect in progress, if any. */
+  #attempt: { controller: AbortController; timer: ReturnType<typeof setTimeout> } | null = null;
   #delayMs: number;
   #timer: ReturnType<typeof setTimeout> | undefined;
 
@@ -323,6 +411,10 @@ class PeerLink {
   }
 
   write(frames: Uint8Array[], messages: number): void {
+    if (this.#stalled()) {
+      this.droppedMessages += messages;
+      return;
+    }
     const limit = this.options.queueBytesMax ?? 16 * 1024 * 1024;
     let bytes = 0;
     for (const frame of frames) bytes += frame.byteLength + 4;
@@ -336,9 +428,31 @@ class PeerLink {
     if (!this.#writing) this.#drain();
   }
 
+  /**
+   * Whether the connection stopped carrying data (writes unacknowledged for `stallMs`
+   * while the peer acknowledged earlier ones); if so, drops it and dials anew.
+   */
+  #stalled(): boolean {
+    const conn = this.#conn;
+    const since = this.#unacknowledgedSinceMs;
+    if (conn === null || !this.#acknowledged || since === null) return false;
+    const stalledMs = performance.now() - since;
+    if (stalledMs < (this.options.stallMs ?? stallMsDefault)) return false;
+    this.options.logger.info("redialing a peer whose connection stopped carrying data", {
+      peer: this.peer,
+      unacknowledgedMs: Math.round(stalledMs),
+    });
+    this.#lost(conn);
+    return true;
+  }
+
   close(): void {
     this.#closed = true;
     clearTimeout(this.#timer);
+    if (this.#attempt !== null) {
+      clearTimeout(this.#attempt.timer);
+      this.#attempt.controller.abort();
+    }
     if (this.#conn !== null) closeQuietly(this.#conn);
     this.#conn = null;
     this.connected = false;
@@ -347,7 +461,18 @@ class PeerLink {
   async #connect(): Promise<void> {
     if (this.#closed) return;
     try {
-      const conn = await Deno.connect({ hostname: this.address.hostname, port: this.address.port });
+      // A connect whose SYNs are lost backs off too (seconds): give up and retry instead.
+      const attempt = new AbortController();
+      const timer = setTimeout(() => attempt.abort(), this.options.stallMs ?? stallMsDefault);
+      this.#attempt = { controller: attempt, timer };
+      const conn = await Deno.connect({
+        hostname: this.address.hostname,
+        port: this.address.port,
+        signal: attempt.signal,
+      }).finally(() => {
+        clearTimeout(timer);
+        this.#attempt = null;
+      });
       if (this.#closed) {
         closeQuietly(conn);
         return;
@@ -355,9 +480,11 @@ class PeerLink {
       conn.setNoDelay(true);
       this.#conn = conn;
       this.connected = true;
+      this.#acknowledged = false;
+      this.#unacknowledgedSinceMs = null;
       this.#delayMs = this.options.reconnectDelayMsMin ?? 50;
       this.options.logger.debug("peer connected", { peer: this.peer });
-      // Reads nothing, but notices the peer closing the connection.
+      // Reads the peer's acknowledgements, and notices it closing the connection.
       this.#watch(conn);
     } catch {
       this.#retry();
@@ -368,7 +495,10 @@ class PeerLink {
     const buffer = new Uint8Array(256);
     try {
       while ((await conn.read(buffer)) !== null) {
-        // The peer sends nothing on this connection.
+        // The peer sends only acknowledgements on this connection.
+        if (this.#conn !== conn) continue;
+        this.#acknowledged = true;
+        this.#unacknowledgedSinceMs = null;
       }
     } catch {
       // Reset.
@@ -412,6 +542,7 @@ class PeerLink {
           buffer.set(frame, offset + 4);
           offset += 4 + frame.byteLength;
         }
+        this.#unacknowledgedSinceMs ??= performance.now();
         try {
           for (let written = 0; written < total;) {
             written += await conn.write(buffer.subarray(written));

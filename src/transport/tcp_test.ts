@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import type { Message } from "../raft/types.ts";
-import { silentLogger } from "../log.ts";
+import { createLogger, silentLogger } from "../log.ts";
 import { freeServerPorts, peerAddressOf, peerPortOf, TcpTransport } from "./tcp.ts";
 
 async function until(condition: () => boolean, timeoutMs = 5_000): Promise<void> {
@@ -112,6 +112,141 @@ Deno.test({
       assert.equal(receivedC.length, 0);
     } finally {
       for (const transport of [ta, tb, tc]) await transport.close();
+    }
+  },
+});
+
+/** A logger that keeps its lines. */
+function collectingLogger(): { logger: ReturnType<typeof createLogger>; lines: string[] } {
+  const lines: string[] = [];
+  return { logger: createLogger({ level: "debug", write: (line) => lines.push(line) }), lines };
+}
+
+const redialed = "redialing a peer whose connection stopped carrying data";
+
+Deno.test({
+  name: "tcp transport: a link that carries data is acknowledged and never redialed",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const [a, b] = [freeMember(), freeMember()];
+    const log = collectingLogger();
+    // A short stall limit: acknowledgements come at least every 100 ms while data flows.
+    const options = { peerPortOffset: 1000, reconnectDelayMsMax: 100, stallMs: 400 };
+    const ta = new TcpTransport({ self: a, peers: [b], clusterId: "one", ...options, ...log });
+    const tb = new TcpTransport({
+      self: b,
+      peers: [a],
+      clusterId: "one",
+      ...options,
+      logger: silentLogger,
+    });
+    try {
+      let received = 0;
+      tb.onReceive((messages) => received += messages.length);
+      await until(() => {
+        ta.send([{ type: "heartbeat", from: a, to: b, term: 1, commit: 0 }]);
+        return received > 0;
+      });
+      // 1.5 s of messages every 20 ms, then single messages far apart (each must still be
+      // acknowledged, late, so that the next write does not find the link stalled).
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const before = received;
+      const droppedBefore = ta.stats()[b]?.droppedMessages;
+      let sent = 0;
+      for (const gapMs of [...Array(75).fill(20), 600, 30, 600, 600]) {
+        ta.send([{ type: "heartbeat", from: a, to: b, term: 1, commit: 0 }]);
+        sent++;
+        await new Promise((resolve) => setTimeout(resolve, gapMs));
+      }
+      await until(() => received - before === sent, 2_000).catch((error) => {
+        throw new Error(`${received - before} of ${sent} arrived: ${JSON.stringify(ta.stats())}`, {
+          cause: error,
+        });
+      });
+      assert.deepEqual(log.lines.filter((line) => line.includes(redialed)), []);
+      assert.equal(ta.stats()[b]?.droppedMessages, droppedBefore);
+    } finally {
+      for (const transport of [ta, tb]) await transport.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "tcp transport: a link whose writes go unacknowledged is dialed anew and delivers again",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const [a, b] = [freeMember(), freeMember()];
+    const log = collectingLogger();
+    // The peer: acknowledges what arrives on its first connection for a while, then keeps
+    // reading but stops acknowledging (to the sender, a connection that stopped carrying
+    // data); on any later connection it acknowledges again.
+    const listener = Deno.listen(peerAddressOf(b, 1000));
+    const connections: { bytes: number }[] = [];
+    let acknowledgeFirst = true;
+    const serving = (async () => {
+      for await (const conn of listener) {
+        const state = { bytes: 0 };
+        const index = connections.push(state) - 1;
+        (async () => {
+          const buffer = new Uint8Array(64 * 1024);
+          try {
+            for (;;) {
+              const read = await conn.read(buffer);
+              if (read === null) break;
+              state.bytes += read;
+              if (index > 0 || acknowledgeFirst) await conn.write(new Uint8Array([0]));
+            }
+          } catch {
+            // Closed by the sender.
+          }
+          try {
+            conn.close();
+          } catch {
+            // Already closed.
+          }
+        })();
+      }
+    })();
+    const ta = new TcpTransport({
+      self: a,
+      peers: [b],
+      clusterId: "one",
+      peerPortOffset: 1000,
+      reconnectDelayMsMax: 100,
+      stallMs: 300,
+      ...log,
+    });
+    const heartbeat = (): Message => ({ type: "heartbeat", from: a, to: b, term: 1, commit: 0 });
+    try {
+      await until(() => {
+        ta.send([heartbeat()]);
+        return (connections[0]?.bytes ?? 0) > 0;
+      });
+      for (let i = 0; i < 20; i++) {
+        ta.send([heartbeat()]);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      assert.equal(connections.length, 1, "no redial while acknowledged");
+      acknowledgeFirst = false;
+      const stalledAt = performance.now();
+      await until(() => {
+        ta.send([heartbeat()]);
+        return connections.length === 2;
+      }, 3_000);
+      const redialMs = performance.now() - stalledAt;
+      assert.ok(redialMs >= 250, `redialed after ${redialMs} ms, before the 300 ms limit`);
+      assert.equal(log.lines.filter((line) => line.includes(redialed)).length, 1);
+      // The new connection carries the messages sent after the redial.
+      await until(() => {
+        ta.send([heartbeat()]);
+        return (connections[1]?.bytes ?? 0) > 0;
+      });
+    } finally {
+      await ta.close();
+      listener.close();
+      await serving.catch(() => {});
     }
   },
 });
