@@ -16,6 +16,8 @@ export interface ServerProcess {
   readonly dataDir: string;
   child: Deno.ChildProcess | null;
   log: string[];
+  /** Resolves when the process's stdout and stderr are read to their end. */
+  logRead: Promise<void>;
 }
 
 /** Sleeps. */
@@ -36,6 +38,7 @@ export class TestCluster {
       dataDir: `${root}/${address.replace(":", "_")}`,
       child: null,
       log: [],
+      logRead: Promise.resolve(),
     }));
   }
 
@@ -72,8 +75,10 @@ export class TestCluster {
     const child = command.spawn();
     server.child = child;
     server.log = [];
-    collect(child.stdout, server.log);
-    collect(child.stderr, server.log);
+    server.logRead = Promise.all([
+      collect(child.stdout, server.log),
+      collect(child.stderr, server.log),
+    ]).then(() => {});
     return server;
   }
 
@@ -131,6 +136,22 @@ export class TestCluster {
     return this.servers.findIndex((server) => server.address === address);
   }
 
+  /**
+   * Waits for server `index` to exit on its own; returns its status once its whole output
+   * is in its log (the exit can come before the last lines are read).
+   */
+  async exited(index: number): Promise<Deno.CommandStatus> {
+    const server = this.servers[index];
+    const child = server?.child;
+    if (server === undefined || child === null || child === undefined) {
+      throw new Error(`server ${index} is not running`);
+    }
+    const status = await child.status;
+    await server.logRead;
+    server.child = null;
+    return status;
+  }
+
   /** Sends `signal` to server `index` and waits for it to exit; returns its status. */
   async kill(index: number, signal: Deno.Signal = "SIGKILL"): Promise<Deno.CommandStatus> {
     const server = this.servers[index];
@@ -170,15 +191,14 @@ export class TestCluster {
   }
 }
 
-function collect(stream: ReadableStream<Uint8Array>, into: string[]): void {
+/** Appends the decoded `stream` to `into`; resolves at its end. */
+async function collect(stream: ReadableStream<Uint8Array>, into: string[]): Promise<void> {
   const decoder = new TextDecoder();
-  (async () => {
-    try {
-      for await (const chunk of stream) into.push(decoder.decode(chunk, { stream: true }));
-    } catch {
-      // The process is gone.
-    }
-  })();
+  try {
+    for await (const chunk of stream) into.push(decoder.decode(chunk, { stream: true }));
+  } catch {
+    // The process is gone.
+  }
 }
 
 /** Calls and expects a failure with `reason`; returns the error. */

@@ -156,8 +156,7 @@ Deno.test({
       await other.kill(0, "SIGTERM");
       await Deno.rename(other.servers[0]!.dataDir, cluster.servers[0]!.dataDir);
       cluster.start(0);
-      const foreign = await cluster.servers[0]!.child!.status;
-      cluster.servers[0]!.child = null;
+      const foreign = await cluster.exited(0);
       assert.equal(foreign.code, 1);
       assert.match(cluster.servers[0]!.log.join(""), /Cannot start as the data directory/);
 
@@ -169,8 +168,7 @@ Deno.test({
         "not a database ".repeat(500),
       );
       cluster.start(0);
-      const corrupt = await cluster.servers[0]!.child!.status;
-      cluster.servers[0]!.child = null;
+      const corrupt = await cluster.exited(0);
       assert.equal(corrupt.code, 1);
       assert.match(cluster.servers[0]!.log.join(""), /Cannot start as the data directory/);
     } finally {
