@@ -36,7 +36,7 @@ import type { Logger } from "../log.ts";
 import type { Message, NodeId } from "../raft/types.ts";
 import { DecodeError, decodeMessage, type WireMessage } from "./codec.ts";
 import { concat, encodeFrames, type WireBatch } from "./_frames.ts";
-import { FrameReader } from "./length_prefixed.ts";
+import { FrameReader, joinFrames, writeAll } from "./length_prefixed.ts";
 import { loadService } from "./proto.ts";
 import type { ReceiveHandler, Transport } from "./types.ts";
 
@@ -396,8 +396,8 @@ class PeerLink {
   #acknowledged = false;
   /** When the oldest write not acknowledged since was made (performance.now()), or null. */
   #unacknowledgedSinceMs: number | null = null;
-  /** The connect in progress, if any. */
-  #attempt: { controller: AbortController; timer: ReturnType<typeof setTimeout> } | null = null;
+  /** Aborts the connect in progress, if any. */
+  #attempt: AbortController | null = null;
   #delayMs: number;
   #timer: ReturnType<typeof setTimeout> | undefined;
 
@@ -449,10 +449,7 @@ class PeerLink {
   close(): void {
     this.#closed = true;
     clearTimeout(this.#timer);
-    if (this.#attempt !== null) {
-      clearTimeout(this.#attempt.timer);
-      this.#attempt.controller.abort();
-    }
+    this.#attempt?.abort();
     if (this.#conn !== null) closeQuietly(this.#conn);
     this.#conn = null;
     this.connected = false;
@@ -464,7 +461,7 @@ class PeerLink {
       // A connect whose SYNs are lost backs off too (seconds): give up and retry instead.
       const attempt = new AbortController();
       const timer = setTimeout(() => attempt.abort(), this.options.stallMs ?? stallMsDefault);
-      this.#attempt = { controller: attempt, timer };
+      this.#attempt = attempt;
       const conn = await Deno.connect({
         hostname: this.address.hostname,
         port: this.address.port,
@@ -531,22 +528,11 @@ class PeerLink {
       while (this.#pendingFrames.length > 0 && this.#conn !== null) {
         const conn = this.#conn;
         const frames = this.#pendingFrames;
-        const total = this.#pendingBytes;
         this.#pendingFrames = [];
         this.#pendingBytes = 0;
-        const buffer = new Uint8Array(total);
-        const view = new DataView(buffer.buffer);
-        let offset = 0;
-        for (const frame of frames) {
-          view.setUint32(offset, frame.byteLength);
-          buffer.set(frame, offset + 4);
-          offset += 4 + frame.byteLength;
-        }
         this.#unacknowledgedSinceMs ??= performance.now();
         try {
-          for (let written = 0; written < total;) {
-            written += await conn.write(buffer.subarray(written));
-          }
+          await writeAll(conn, joinFrames(frames));
         } catch {
           this.#lost(conn);
         }
