@@ -235,10 +235,12 @@ class Repl {
   }
 
   async #write(line: string): Promise<void> {
-    const match = /^\s*\S+\s+(\S+)(?:\s(.*))?$/.exec(line);
+    // The data is the rest of the line after one separator, spaces kept; a line without any
+    // data is a usage error rather than an empty line appended by mistake.
+    const match = /^\s*\S+\s+(\S+)\s(.+)$/.exec(line);
     if (match === null) throw new UsageError("usage: write <file> <data>");
     const file = match[1] as string;
-    const data = match[2] ?? "";
+    const data = match[2] as string;
     const lock = this.#last;
     if (lock === null || lock.released) {
       throw new UsageError("no lock held: run 'acquire [lock]' first, then write");

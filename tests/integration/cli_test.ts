@@ -50,6 +50,7 @@ Deno.test({
       await t.step("REPL errors are one clear line each and the REPL keeps going", async () => {
         const script = [
           "write notes without a lock",
+          "write notes",
           "frobnicate",
           "release nothing-held",
           "acquire bad\u0001name",
@@ -61,11 +62,12 @@ Deno.test({
         const result = await runDlock(["client", "--servers", servers, "bob"], { stdin: script });
         assert.equal(result.code, 1, "a script with failed commands exits 1");
         const errors = result.stdout.split("\n").filter((line) => line.startsWith("error: "));
-        assert.equal(errors.length, 4, result.stdout);
+        assert.equal(errors.length, 5, result.stdout);
         assert.match(errors[0] ?? "", /no lock held: run 'acquire \[lock\]' first/);
-        assert.match(errors[1] ?? "", /unknown command 'frobnicate'/);
-        assert.match(errors[2] ?? "", /not holding nothing-held/);
-        assert.match(errors[3] ?? "", /INVALID_ARGUMENT/);
+        assert.match(errors[1] ?? "", /usage: write <file> <data>/);
+        assert.match(errors[2] ?? "", /unknown command 'frobnicate'/);
+        assert.match(errors[3] ?? "", /not holding nothing-held/);
+        assert.match(errors[4] ?? "", /INVALID_ARGUMENT/);
         assert.match(result.stdout, /acquired second \(token \d+\)/);
         assert.match(result.stdout, /closed session \d+, released second/);
         const status = await fetchStatus(cluster.addresses);
