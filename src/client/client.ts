@@ -608,8 +608,17 @@ export class DlockClient implements AsyncDisposable {
     this.#controller.abort(error);
     this.#router.resetConnection("session lost");
     // The cluster may still hold the session (only we lost touch): close it so its locks
-    // go to the next waiters now rather than after the TTL.
-    if (kind === "presumed") this.#backgroundClose = this.#closeSessionOnServer(this.ttlMs);
+    // go to the next waiters now rather than after the TTL. Keep trying as long as any other
+    // call would: while no leader answers, the session's end keeps moving (every new leader
+    // gives each session a fresh TTL), so giving up after one TTL, while the cluster is down
+    // or restarting, would leave its locks held for a whole TTL after it is back.
+    if (kind === "presumed") {
+      const closing = this.#closeSessionOnServer(Math.max(this.ttlMs, this.#retryTimeoutMs));
+      // Nobody may ever await it (close() does): its failure is logged, and must not be
+      // an unhandled rejection, which would end the process.
+      closing.catch(() => {});
+      this.#backgroundClose = closing;
+    }
   }
 
   async #closeSessionOnServer(budgetMs: number): Promise<void> {

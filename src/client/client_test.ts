@@ -149,6 +149,33 @@ Deno.test({
 });
 
 Deno.test({
+  name: "a session presumed lost while the cluster stays unreachable does not end the process",
+  ...sanitize,
+  async fn() {
+    // The client tries to close the lost session on the cluster in the background; when
+    // that fails and the application has not called close() yet, the failure must not be
+    // an unhandled rejection (which fails this test, and ends a real client process).
+    const cluster = await FakeClusterWorker.start(1);
+    const client = await connect(cluster.addresses, {
+      name: "a",
+      ttlMs: 1_000,
+      retryTimeoutMs: 300,
+      attemptTimeoutMs: 200,
+    });
+    await cluster.stop();
+    await withTimeout(
+      new Promise((resolve) => client.signal.addEventListener("abort", resolve)),
+      3_000,
+      "the session presumed lost",
+    );
+    assert.ok(client.signal.reason instanceof SessionExpiredError);
+    // The background close gives up after max(TTL, retry bound) = 1 s; wait past that.
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    await client.close();
+  },
+});
+
+Deno.test({
   name: "an unreachable cluster fails with UNAVAILABLE once the retry bound passes",
   ...sanitize,
   async fn() {

@@ -406,3 +406,47 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "a session presumed lost during a cluster outage is closed once the cluster is back",
+  ...processTest,
+  async fn() {
+    const cluster = await startCluster();
+    let holder: DlockClient | null = null;
+    let next: DlockClient | null = null;
+    try {
+      // The holder presumes its session lost 0.75 TTL after the servers die, and asks the
+      // cluster to close it. The cluster stays down for longer than a TTL after that, and
+      // on restart the new leader gives every session a fresh TTL: only that close makes
+      // the lock free before a whole TTL has passed again.
+      const ttlMs = 4_000;
+      holder = await connect(cluster.addresses, { name: "holder", ttlMs });
+      const lock = await holder.acquire("k");
+      const sessionId = holder.sessionId;
+      await Promise.all(cluster.addresses.map((_, index) => cluster.killServer(index)));
+      await withTimeout(
+        new Promise((resolve) => lock.signal.addEventListener("abort", resolve)),
+        ttlMs + 2_000,
+        "the holder presuming its session lost",
+      );
+      await sleep(ttlMs + 500);
+      for (let index = 0; index < cluster.addresses.length; index++) cluster.startServer(index);
+      await cluster.waitForLeader(30_000);
+      const backMs = performance.now();
+      next = await connect(cluster.addresses, { name: "next", ttlMs: 10_000 });
+      const granted = await next.acquire("k", { timeoutMs: ttlMs - 1_000 });
+      const waitedMs = performance.now() - backMs;
+      assert.ok(granted.token > lock.token, "a newer token");
+      const status = await next.status();
+      assert.ok(
+        !status.sessions.some((session) => session.id === sessionId),
+        `the lost session is gone (${waitedMs} ms after the cluster was back)`,
+      );
+      await withTimeout(holder.close(), 5_000, "the holder's close");
+      await granted.release();
+    } finally {
+      await closeAll([holder, next]);
+      await cluster.stop();
+    }
+  },
+});
