@@ -19,6 +19,8 @@ export interface TestNodeOptions {
   readonly onFatal: (error: unknown) => void;
   readonly electionTicks?: number;
   readonly logEntriesBeforeSnapshot?: number;
+  /** Wall clock (default Date.now). */
+  readonly nowMs?: () => number;
 }
 
 export function testLockNode(options: TestNodeOptions): LockNode {
@@ -52,6 +54,7 @@ export function testLockNode(options: TestNodeOptions): LockNode {
     ...(options.logEntriesBeforeSnapshot === undefined
       ? {}
       : { logEntriesBeforeSnapshot: options.logEntriesBeforeSnapshot }),
+    ...(options.nowMs === undefined ? {} : { nowMs: options.nowMs }),
     onFatal: options.onFatal,
   });
 }

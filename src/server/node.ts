@@ -132,8 +132,14 @@ export interface LockNodeOptions {
   readonly tickMs: number;
   /** Applied entries between snapshots (default limits.logEntriesBeforeSnapshot). */
   readonly logEntriesBeforeSnapshot?: number;
-  /** Wall clock, for command timestamps and deadlines. */
+  /** Wall clock, for the timestamps in commands (shown by status); default Date.now. */
   readonly nowMs?: () => number;
+  /**
+   * Monotonic clock for this server's own deadlines (session TTLs, acquire timeouts, the
+   * commit flush); default performance.now. Never the wall clock: a step of the system
+   * clock (NTP, an operator) must not expire every session at once, or keep them alive.
+   */
+  readonly monotonicMs?: () => number;
   /** Called when the node cannot go on (a failed save): the process must exit. */
   readonly onFatal: (error: unknown) => void;
 }
@@ -189,6 +195,7 @@ export class LockNode {
   readonly #raft: RaftCore;
   readonly #log: Logger;
   readonly #nowMs: () => number;
+  readonly #monotonicMs: () => number;
   #machine: LockStateMachine;
 
   // Inputs, fed to the core at the start of each loop turn.
@@ -222,7 +229,7 @@ export class LockNode {
   #leaderStartIndex = Infinity;
   #latestHardState: HardState | null = null;
   #savedHardState: HardState | null = null;
-  #commitSavedAtMs = 0;
+  #commitSavedAtMs = -Infinity;
   #commitFlushWanted = false;
   readonly #matchIndex = new Map<NodeId, number>();
 
@@ -244,6 +251,7 @@ export class LockNode {
     this.#raft = options.raft;
     this.#log = options.logger;
     this.#nowMs = options.nowMs ?? Date.now;
+    this.#monotonicMs = options.monotonicMs ?? (() => performance.now());
     this.#machine = options.machine;
     this.#snapshotIndex = options.snapshotIndex;
     this.#appliedIndex = options.snapshotIndex;
@@ -321,7 +329,7 @@ export class LockNode {
         if (latest !== null && latest !== this.#savedHardState) {
           await this.#options.storage.save({ hardState: latest, entries: [] });
           this.#savedHardState = latest;
-          this.#commitSavedAtMs = this.#nowMs();
+          this.#commitSavedAtMs = this.#monotonicMs();
         }
       }
     } catch (error) {
@@ -486,7 +494,8 @@ export class LockNode {
     const onlyCommit = latest !== null && saved !== null && latest.term === saved.term &&
       latest.vote === saved.vote;
     const needed = ready.snapshot !== undefined || ready.entries.length > 0 ||
-      (hardStateDirty && (!onlyCommit || this.#nowMs() - this.#commitSavedAtMs >= commitFlushMs));
+      (hardStateDirty &&
+        (!onlyCommit || this.#monotonicMs() - this.#commitSavedAtMs >= commitFlushMs));
     if (!needed) return;
     const batch: { hardState?: HardState; entries: readonly Entry[]; snapshot?: Snapshot } = {
       entries: ready.entries,
@@ -505,7 +514,7 @@ export class LockNode {
     }
     if (hardStateDirty && latest !== null) {
       this.#savedHardState = latest;
-      this.#commitSavedAtMs = this.#nowMs();
+      this.#commitSavedAtMs = this.#monotonicMs();
     }
   }
 
@@ -514,7 +523,7 @@ export class LockNode {
     const latest = this.#latestHardState;
     const saved = this.#savedHardState;
     if (latest === null || saved === null || latest.commit === saved.commit) return;
-    if (this.#nowMs() - this.#commitSavedAtMs < commitFlushMs) return;
+    if (this.#monotonicMs() - this.#commitSavedAtMs < commitFlushMs) return;
     this.#commitFlushWanted = true;
   }
 
@@ -554,7 +563,7 @@ export class LockNode {
     this.#matchIndex.clear();
     this.#sessionDeadlines.clear();
     this.#sessionHeap.clear();
-    const nowMs = this.#nowMs();
+    const nowMs = this.#monotonicMs();
     for (const session of this.#machine.sessions()) {
       this.#setSessionDeadline(session.id, nowMs + session.ttlMs);
     }
@@ -607,7 +616,7 @@ export class LockNode {
     if (outcome.result.type === "sessionOpened" && this.#role === "leader") {
       const { sessionId, ttlMs } = outcome.result;
       if (!this.#sessionDeadlines.has(sessionId)) {
-        this.#setSessionDeadline(sessionId, this.#nowMs() + ttlMs);
+        this.#setSessionDeadline(sessionId, this.#monotonicMs() + ttlMs);
       }
     }
     for (const grant of outcome.grants) {
@@ -724,7 +733,7 @@ export class LockNode {
   }
 
   #checkDeadlines(): void {
-    const nowMs = this.#nowMs();
+    const nowMs = this.#monotonicMs();
     if (this.#acquireDeadlines.peekDeadlineMs() <= nowMs) {
       for (const waiter of this.#acquireDeadlines.popDue(nowMs)) {
         this.#cancelWaiter(waiter, "TIMEOUT");
@@ -746,7 +755,11 @@ export class LockNode {
       this.#sessionDeadlines.set(sessionId, nowMs + 1_000);
       this.#sessionHeap.push(nowMs + 1_000, sessionId);
       this.#log.info("session expired: no keepalive within its TTL", { sessionId });
-      this.#enqueueProposal({ type: "expireSession", nowMs, sessionId }, () => {}, () => {});
+      this.#enqueueProposal(
+        { type: "expireSession", nowMs: this.#nowMs(), sessionId },
+        () => {},
+        () => {},
+      );
     }
   }
 
@@ -839,7 +852,7 @@ export class LockNode {
         `Cannot keep session ${request.sessionId} alive as it is unknown, closed or expired`,
       );
     }
-    this.#setSessionDeadline(request.sessionId, this.#nowMs() + session.ttlMs);
+    this.#setSessionDeadline(request.sessionId, this.#monotonicMs() + session.ttlMs);
     return { sessionId: request.sessionId, ttlMs: session.ttlMs };
   }
 
@@ -923,7 +936,7 @@ export class LockNode {
       waiter.cancelReason = null;
       this.#cancelWaiter(waiter, reason);
     } else if (timeoutMs > 0) {
-      this.#acquireDeadlines.push(this.#nowMs() + timeoutMs, waiter);
+      this.#acquireDeadlines.push(this.#monotonicMs() + timeoutMs, waiter);
     }
   }
 
@@ -1106,8 +1119,8 @@ export class LockNode {
     this.#log.info("transferring leadership before stopping", { to: best, matchIndex: bestIndex });
     this.#raft.transferLeadership(best);
     this.#schedule();
-    const deadline = Date.now() + waitMs;
-    while (Date.now() < deadline) {
+    const deadline = performance.now() + waitMs;
+    while (performance.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, 10));
       if (this.#role !== "leader") return true;
     }

@@ -88,6 +88,7 @@ function makeNodes(
   network: Network,
   storages: readonly LogStorage[],
   electionTicks = 10,
+  nowMs?: () => number,
 ): { members: string[]; nodes: LockNode[] } {
   const members = ["n1", "n2", "n3"];
   let seed = 1;
@@ -99,6 +100,7 @@ function makeNodes(
       transport: network.transport(id),
       random: () => (seed = (seed * 16807) % 2147483647) / 2147483647,
       electionTicks,
+      ...(nowMs === undefined ? {} : { nowMs }),
       onFatal: (error) => {
         throw error;
       },
@@ -233,6 +235,49 @@ Deno.test({
       assert.ok(leaderStorage.entries.some((entry) => entry.index === granted.token));
     } finally {
       for (const storage of storages) storage.release();
+      for (const node of nodes) await node.stop();
+    }
+  },
+});
+
+Deno.test({
+  name: "lock node: a step of the wall clock neither expires live sessions nor keeps dead ones",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    // Session TTLs and acquire timeouts run on the monotonic clock; the wall clock only
+    // stamps commands. A one-hour step forward (NTP, an operator) must not expire a
+    // session that keeps alive, and a step back must not keep a silent one alive.
+    let wallOffsetMs = 0;
+    const network = new Network();
+    const { nodes } = makeNodes(
+      network,
+      [new MemoryStorage(), new MemoryStorage(), new MemoryStorage()],
+      10,
+      () => Date.now() + wallOffsetMs,
+    );
+    const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+    try {
+      for (const node of nodes) node.start();
+      const leader = await until(() => nodes.find((node) => node.role === "leader"));
+      const live = await leader.openSession({ clientName: "live", ttlMs: 2_000, openKey: "a" });
+      const silent = await leader.openSession({ clientName: "silent", ttlMs: 1_000, openKey: "b" });
+      wallOffsetMs = 3_600_000;
+      for (let i = 0; i < 6; i++) {
+        await sleep(100);
+        await leader.keepAlive({ sessionId: live.sessionId });
+      }
+      assert.notEqual(leader.machine.session(live.sessionId), null, "a live session survives");
+      assert.notEqual(
+        leader.machine.session(silent.sessionId),
+        null,
+        "a silent session lives out its TTL",
+      );
+      wallOffsetMs = -3_600_000;
+      await until(() => leader.machine.session(silent.sessionId) === null, 3_000);
+      await leader.keepAlive({ sessionId: live.sessionId });
+      assert.notEqual(leader.machine.session(live.sessionId), null);
+    } finally {
       for (const node of nodes) await node.stop();
     }
   },
