@@ -46,6 +46,8 @@ const ackByte = new Uint8Array([0]);
 
 /** Default `stallMs`: an outbound link unacknowledged this long is dialed anew. */
 export const stallMsDefault = 1_000;
+/** A refused peer of another cluster is logged at most this often (it redials all the time). */
+const refusalLogIntervalMs = 10_000;
 
 /** Default distance between a member's client port and its peer port. */
 export const peerPortOffsetDefault = 10_000;
@@ -128,6 +130,8 @@ export class TcpTransport implements Transport {
   readonly #options: TcpTransportOptions;
   readonly #listener: Deno.TcpListener;
   readonly #links = new Map<NodeId, PeerLink>();
+  /** Refused peers of another cluster: when last logged, refusals since. */
+  readonly #refusals = new Map<string, { loggedAtMs: number; suppressed: number }>();
   readonly #serialize: Serialize;
   readonly #deserialize: Deserialize;
   readonly #inbound = new Set<Deno.TcpConn>();
@@ -274,6 +278,32 @@ export class TcpTransport implements Transport {
     }
   }
 
+  /**
+   * Logs a refused peer of another cluster, once per peer and cluster id every
+   * {@link refusalLogIntervalMs} (the peer redials all the time), with the count of the
+   * refusals in between.
+   */
+  #logRefusal(batch: WireBatch): void {
+    const key = `${batch.from} ${batch.cluster_id}`;
+    const nowMs = performance.now();
+    const last = this.#refusals.get(key);
+    if (last !== undefined && nowMs - last.loggedAtMs < refusalLogIntervalMs) {
+      last.suppressed++;
+      return;
+    }
+    this.#refusals.set(key, { loggedAtMs: nowMs, suppressed: 0 });
+    this.#options.logger.error(
+      "refusing peer messages of another cluster: every server must be started with the same " +
+        "member addresses, written the same way (localhost and 127.0.0.1 differ)",
+      {
+        from: batch.from,
+        theirClusterId: batch.cluster_id,
+        ourClusterId: this.#options.clusterId,
+        refusedSinceLastLog: last?.suppressed ?? 0,
+      },
+    );
+  }
+
   /** Reads frames until the connection ends or misbehaves, handing their messages on. */
   async #readFrames(reader: FrameReader): Promise<void> {
     let pending: { wire: WireMessage; parts: Uint8Array[]; received: number } | null = null;
@@ -290,11 +320,7 @@ export class TcpTransport implements Transport {
         return;
       }
       if (batch.cluster_id !== this.#options.clusterId) {
-        this.#options.logger.error("refusing peer messages of another cluster", {
-          from: batch.from,
-          theirClusterId: batch.cluster_id,
-          ourClusterId: this.#options.clusterId,
-        });
+        this.#logRefusal(batch);
         return;
       }
       const decoded: Message[] = [];

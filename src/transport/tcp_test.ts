@@ -49,7 +49,14 @@ Deno.test({
       ...options,
     });
     let tb = new TcpTransport({ self: b, peers: [a], clusterId: "one", ...options });
-    const tc = new TcpTransport({ self: c, peers: [a], clusterId: "two", ...options });
+    const refusals = collectingLogger();
+    const tc = new TcpTransport({
+      self: c,
+      peers: [a],
+      clusterId: "two",
+      ...options,
+      logger: refusals.logger,
+    });
     try {
       const receivedB: Message[] = [];
       const receivedC: Message[] = [];
@@ -104,12 +111,16 @@ Deno.test({
       });
       assert.equal(receivedB[0]?.term, 2);
 
-      // Another cluster's batches are refused.
+      // Another cluster's batches are refused, on every redial; the refusal is logged once
+      // (per peer every 10 s), saying what to check.
       for (let attempt = 0; attempt < 20; attempt++) {
         ta.send([{ type: "heartbeat", from: a, to: c, term: 1, commit: 0 }]);
         await new Promise((resolve) => setTimeout(resolve, 20));
       }
       assert.equal(receivedC.length, 0);
+      const refused = refusals.lines.filter((line) => line.includes("another cluster"));
+      assert.equal(refused.length, 1, refusals.lines.join("\n"));
+      assert.match(refused[0]!, /same member addresses, written the same way/);
     } finally {
       for (const transport of [ta, tb, tc]) await transport.close();
     }
