@@ -26,6 +26,22 @@ export type PendingCall = { callId: number; outcome: Promise<CallOutcome> };
 type DuplexCall = grpc.ClientDuplexStream<StreamRequest, StreamResponse>;
 
 /**
+ * A connection with calls in flight that has heard nothing from its server for this long
+ * sends a probe (a Status, which any server answers at once, leader or not)...
+ */
+export const probeAfterSilenceMs = 750;
+/**
+ * ...and is broken when the probe gets no answer within this long, so that its calls are
+ * retried elsewhere. A server that stops answering without closing its connections (a
+ * paused process, a frozen machine, a cut cable) is then left within about 1.5–1.75 s,
+ * whatever the session TTL; without it only the keepalive's own timeout (TTL / 4, after up
+ * to TTL / 3 of waiting for the next one) noticed, and a blocking acquire never would.
+ */
+export const probeTimeoutMs = 750;
+/** How often a connection with calls in flight checks how long it has heard nothing. */
+const silenceCheckMs = 250;
+
+/**
  * The calls in flight on one connection, whatever carries it: call ids, the per-call
  * answer timeout, routing answers by call id, and settling every pending call as broken,
  * once, when the connection breaks. Both connection kinds keep their calls here.
@@ -36,12 +52,27 @@ export class CallTable {
   #nextCallId = 1;
   #brokenMessage: string | null = null;
   readonly #onTimeout: (message: string) => void;
+  readonly #sendProbe: (callId: number) => void;
   readonly #address: string;
+  /** Runs while calls are in flight: probes a server that went silent. */
+  #silenceTimer: ReturnType<typeof setInterval> | undefined;
+  /** Since when nothing was heard while calls were in flight. */
+  #quietSinceMs = 0;
+  /** The probe in flight, if any. */
+  #probeCallId: number | null = null;
 
-  /** `onTimeout` breaks the connection when a call gets no answer in time. */
-  constructor(address: string, onTimeout: (message: string) => void) {
+  /**
+   * `onTimeout` breaks the connection when a call (or a probe) gets no answer in time;
+   * `sendProbe` sends a Status request with the given call id.
+   */
+  constructor(
+    address: string,
+    onTimeout: (message: string) => void,
+    sendProbe: (callId: number) => void,
+  ) {
     this.#address = address;
     this.#onTimeout = onTimeout;
+    this.#sendProbe = sendProbe;
   }
 
   /** Why the connection broke, or null while it works. */
@@ -63,20 +94,57 @@ export class CallTable {
     if (this.#brokenMessage !== null) {
       return { callId, outcome: Promise.resolve({ kind: "broken", message: this.#brokenMessage }) };
     }
-    const outcome = new Promise<CallOutcome>((resolve) => this.#pending.set(callId, resolve));
-    if (attemptTimeoutMs !== null) {
-      this.#timers.set(
-        callId,
-        setTimeout(() => {
-          this.#onTimeout(`no answer from ${this.#address} within ${attemptTimeoutMs} ms`);
-        }, attemptTimeoutMs),
-      );
+    const outcome = this.#register(
+      callId,
+      attemptTimeoutMs,
+      `no answer from ${this.#address} within ${attemptTimeoutMs} ms`,
+    );
+    if (this.#silenceTimer === undefined) {
+      this.#quietSinceMs = performance.now();
+      this.#silenceTimer = setInterval(() => this.#checkSilence(), silenceCheckMs);
     }
     return { callId, outcome };
   }
 
+  #register(
+    callId: number,
+    timeoutMs: number | null,
+    timeoutMessage: string,
+  ): Promise<CallOutcome> {
+    const outcome = new Promise<CallOutcome>((resolve) => this.#pending.set(callId, resolve));
+    if (timeoutMs !== null) {
+      this.#timers.set(callId, setTimeout(() => this.#onTimeout(timeoutMessage), timeoutMs));
+    }
+    return outcome;
+  }
+
+  /** Probes a server silent for too long while calls wait; stops when none wait. */
+  #checkSilence(): void {
+    const waiting = this.#pending.size - (this.#probeCallId === null ? 0 : 1);
+    if (this.#brokenMessage !== null || waiting === 0) {
+      clearInterval(this.#silenceTimer);
+      this.#silenceTimer = undefined;
+      return;
+    }
+    if (this.#probeCallId !== null) return;
+    if (performance.now() - this.#quietSinceMs < probeAfterSilenceMs) return;
+    const callId = this.nextCallId();
+    this.#probeCallId = callId;
+    // Nobody awaits the probe's outcome: an answer only shows the server is alive.
+    void this.#register(
+      callId,
+      probeTimeoutMs,
+      `no answer from ${this.#address} for ${
+        probeAfterSilenceMs + probeTimeoutMs
+      } ms, nor to a probe`,
+    );
+    this.#sendProbe(callId);
+  }
+
   /** Settles the call `response` answers (a late answer to a call given up on is dropped). */
   settle(response: StreamResponse): void {
+    this.#quietSinceMs = performance.now();
+    if (response.callId === this.#probeCallId) this.#probeCallId = null;
     const resolve = this.#pending.get(response.callId);
     if (resolve === undefined) return;
     this.#pending.delete(response.callId);
@@ -90,6 +158,8 @@ export class CallTable {
   breakAll(message: string): boolean {
     if (this.#brokenMessage !== null) return false;
     this.#brokenMessage = message;
+    clearInterval(this.#silenceTimer);
+    this.#silenceTimer = undefined;
     for (const timer of this.#timers.values()) clearTimeout(timer);
     this.#timers.clear();
     const pending = [...this.#pending.values()];
@@ -141,7 +211,11 @@ export class StreamConnection implements Connection {
 
   constructor(address: string) {
     this.address = address;
-    this.#calls = new CallTable(address, (message) => this.#break(message));
+    this.#calls = new CallTable(
+      address,
+      (message) => this.#break(message),
+      (callId) => this.#write({ callId, status: { locksLimit: 1 } }),
+    );
     const Client = lockServiceClient();
     this.#client = new Client(address, grpc.credentials.createInsecure(), channelOptions);
     // Library boundary: the generated method is not typed; narrow it once here.

@@ -44,7 +44,11 @@ export class NativeStreamConnection implements Connection {
 
   constructor(address: string) {
     this.address = address;
-    this.#calls = new CallTable(address, (message) => this.#break(message));
+    this.#calls = new CallTable(
+      address,
+      (message) => this.#break(message),
+      (callId) => this.#send({ callId, status: { locksLimit: 1 } }),
+    );
     this.#writer = new FrameWriter(
       4 * limits.messageBytesMax,
       (error) => this.#break(`cannot write to ${address}: ${String(error)}`),

@@ -86,6 +86,41 @@ for (const transport of ["native", "grpc"] as const) {
   });
 }
 
+for (const transport of ["native", "grpc"] as const) {
+  Deno.test({
+    name: `a long wait on a server that answers its probes is left alone (${transport})`,
+    ...sanitize,
+    async fn() {
+      // While calls wait and the server is silent, the connection probes it with a Status
+      // (src/client/_connection.ts); answered probes must not break it, so the blocking
+      // acquire is sent once and granted on the same connection.
+      const cluster = await FakeClusterWorker.start(1);
+      try {
+        const a = await connect(cluster.addresses, { name: "a", ttlMs: 30_000, transport });
+        const b = await connect(cluster.addresses, { name: "b", ttlMs: 30_000, transport });
+        try {
+          const held = await a.acquire("x");
+          const waiting = b.acquire("x");
+          waiting.catch(() => {}); // Awaited below; handled now so a rejection fails only this test.
+          await new Promise((resolve) => setTimeout(resolve, 3_000));
+          await held.release();
+          const granted = await withTimeout(waiting, 5_000, "b's grant");
+          assert.ok(granted.token > held.token);
+          const sent = (await cluster.received()).filter((r) =>
+            r.kind === "acquire" && r.sessionId === b.sessionId
+          );
+          assert.equal(sent.length, 1, "the acquire was sent once: the connection held");
+        } finally {
+          await a.close();
+          await b.close();
+        }
+      } finally {
+        await cluster.stop();
+      }
+    },
+  });
+}
+
 Deno.test({
   name: "an aborted acquire sends CancelRequest and rejects with the abort reason",
   ...sanitize,
