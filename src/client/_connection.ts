@@ -94,15 +94,14 @@ export class CallTable {
     if (this.#brokenMessage !== null) {
       return { callId, outcome: Promise.resolve({ kind: "broken", message: this.#brokenMessage }) };
     }
+    // Silence counts only while calls wait: the first of a new batch starts the clock.
+    if (this.#waiting() === 0) this.#quietSinceMs = performance.now();
     const outcome = this.#register(
       callId,
       attemptTimeoutMs,
       `no answer from ${this.#address} within ${attemptTimeoutMs} ms`,
     );
-    if (this.#silenceTimer === undefined) {
-      this.#quietSinceMs = performance.now();
-      this.#silenceTimer = setInterval(() => this.#checkSilence(), silenceCheckMs);
-    }
+    this.#silenceTimer ??= setInterval(() => this.#checkSilence(), silenceCheckMs);
     return { callId, outcome };
   }
 
@@ -118,10 +117,14 @@ export class CallTable {
     return outcome;
   }
 
+  /** Calls in flight, not counting a probe. */
+  #waiting(): number {
+    return this.#pending.size - (this.#probeCallId === null ? 0 : 1);
+  }
+
   /** Probes a server silent for too long while calls wait; stops when none wait. */
   #checkSilence(): void {
-    const waiting = this.#pending.size - (this.#probeCallId === null ? 0 : 1);
-    if (this.#brokenMessage !== null || waiting === 0) {
+    if (this.#brokenMessage !== null || this.#waiting() === 0) {
       clearInterval(this.#silenceTimer);
       this.#silenceTimer = undefined;
       return;
@@ -160,6 +163,7 @@ export class CallTable {
     this.#brokenMessage = message;
     clearInterval(this.#silenceTimer);
     this.#silenceTimer = undefined;
+    this.#probeCallId = null;
     for (const timer of this.#timers.values()) clearTimeout(timer);
     this.#timers.clear();
     const pending = [...this.#pending.values()];
