@@ -138,7 +138,7 @@ export type AppendRequest = {
 /** `dlock.v1.AppendResponse`. */
 export type AppendResponse = { offset: number; duplicate: boolean };
 /** `dlock.v1.StatusRequest`. */
-export type StatusRequest = { locksLimit: number };
+export type StatusRequest = { locksLimit: number; summaryOnly?: boolean };
 /** `dlock.v1.Member`. */
 export type Member = { address: string; isLeader: boolean; isSelf: boolean };
 /** `dlock.v1.SessionInfo`. */

@@ -58,7 +58,7 @@ export interface AppendRequest {
   readonly data: Uint8Array;
   readonly requestId: string;
 }
-/** A validated Status request; `locksLimit` resolved (0 → 1000). */
+/** A validated Status request; `locksLimit` resolved (0 → 1000), 0 with `summaryOnly`. */
 export interface StatusRequest {
   readonly locksLimit: number;
 }
@@ -262,6 +262,7 @@ export function parseStatus(request: unknown): StatusRequest {
   const operation = "report the status";
   const f = typeof request === "object" && request !== null ? request as Fields : {};
   const limit = optionalNumber(f["locksLimit"], "locks_limit", operation);
+  if (f["summaryOnly"] === true) return { locksLimit: 0 };
   return {
     locksLimit: limit === 0 ? statusLocksLimitDefault : Math.min(limit, statusLocksLimitMax),
   };

@@ -29,6 +29,7 @@ Deno.test("requests: valid requests parse, defaults resolve", () => {
   assert.equal(opened.ttlMs, 7_000);
   assert.ok(opened.openKey.length > 0, "an empty open key becomes a random one");
   assert.equal(parseStatus({ locksLimit: 0 }).locksLimit, 1000);
+  assert.equal(parseStatus({ locksLimit: 10, summaryOnly: true }).locksLimit, 0);
   assert.equal(parseRelease({ sessionId: 1, lock: "é", requestId: 2, token: 0 }).token, 0);
   assert.equal(parseKeepAlive({ sessionId: 9 }).sessionId, 9);
   assert.equal(parseCloseSession({ sessionId: 9, requestId: 4 }).requestId, 4);

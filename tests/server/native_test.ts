@@ -195,6 +195,20 @@ Deno.test({
       assert.equal(afterRelease.get(14)?.acquire?.acquired, true);
       assert.ok(afterRelease.get(14)?.acquire?.token > grantA?.acquire?.token);
 
+      // A summary-only Status (the client's liveness probe) lists no sessions and no locks,
+      // only the counts; a plain one lists them.
+      await a.send(
+        { callId: 16, status: { locksLimit: 0, summaryOnly: true } },
+        { callId: 17, status: { locksLimit: 10 } },
+      );
+      const statuses = await a.collect(2);
+      const summary = statuses.get(16)?.status;
+      assert.equal(summary?.leader, address);
+      assert.deepEqual([summary?.sessions.length, summary?.locks.length], [0, 0]);
+      assert.deepEqual([summary?.sessionCount, summary?.lockCount], [2, 2]);
+      const full = statuses.get(17)?.status;
+      assert.deepEqual([full?.sessions.length, full?.locks.length], [2, 2]);
+
       // Garbage: an unknown protocol, an undecodable frame, an oversized frame, a
       // partial magic; each connection is closed, the server keeps running.
       const http1 = await open(false);
