@@ -218,7 +218,7 @@ export class StreamConnection implements Connection {
     this.#calls = new CallTable(
       address,
       (message) => this.#break(message),
-      (callId) => this.#write({ callId, status: { locksLimit: 0, summaryOnly: true } }),
+      (callId) => this.#write({ callId, status: { locksLimit: 1, summaryOnly: true } }),
     );
     const Client = lockServiceClient();
     this.#client = new Client(address, grpc.credentials.createInsecure(), channelOptions);

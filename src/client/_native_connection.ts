@@ -47,7 +47,7 @@ export class NativeStreamConnection implements Connection {
     this.#calls = new CallTable(
       address,
       (message) => this.#break(message),
-      (callId) => this.#send({ callId, status: { locksLimit: 0, summaryOnly: true } }),
+      (callId) => this.#send({ callId, status: { locksLimit: 1, summaryOnly: true } }),
     );
     this.#writer = new FrameWriter(
       4 * limits.messageBytesMax,

@@ -690,7 +690,7 @@ export async function connect(
   try {
     const deadlineMs = performance.now() + retryTimeoutMs;
     const discovered = await router.invoke(
-      () => ({ status: { locksLimit: 0, summaryOnly: true } }),
+      () => ({ status: { locksLimit: 1, summaryOnly: true } }),
       { attemptTimeoutMs, deadlineMs },
     );
     if (discovered.response.status) router.learn(discovered.response.status);
