@@ -323,11 +323,15 @@ export class Agent {
     return await this.next(timeoutMs);
   }
 
-  /** kill -9. */
+  /**
+   * kill -9. The process dies before its stdin is closed: an agent that saw end of input
+   * first would close its session on the way out (a graceful exit, not a kill), which
+   * raced the kill and once handed its lock on at once.
+   */
   async kill(): Promise<void> {
     this.#stopped = true;
-    await this.#writer.close().catch(() => {});
     await this.process.kill();
+    await this.#writer.close().catch(() => {});
   }
 }
 
