@@ -13,6 +13,7 @@ import {
   type StreamOperation,
   type StreamRequest,
   type StreamResponse,
+  summaryStatus,
 } from "./_proto.ts";
 
 /** How one call on a connection ended. */
@@ -52,7 +53,7 @@ export class CallTable {
   #nextCallId = 1;
   #brokenMessage: string | null = null;
   readonly #onTimeout: (message: string) => void;
-  readonly #sendProbe: (callId: number) => void;
+  readonly #send: (request: StreamRequest) => void;
   readonly #address: string;
   /** Runs while calls are in flight: probes a server that went silent. */
   #silenceTimer: ReturnType<typeof setInterval> | undefined;
@@ -63,16 +64,16 @@ export class CallTable {
 
   /**
    * `onTimeout` breaks the connection when a call (or a probe) gets no answer in time;
-   * `sendProbe` sends a Status request with the given call id.
+   * `send` writes a request on the connection (the table sends its probes with it).
    */
   constructor(
     address: string,
     onTimeout: (message: string) => void,
-    sendProbe: (callId: number) => void,
+    send: (request: StreamRequest) => void,
   ) {
     this.#address = address;
     this.#onTimeout = onTimeout;
-    this.#sendProbe = sendProbe;
+    this.#send = send;
   }
 
   /** Why the connection broke, or null while it works. */
@@ -141,7 +142,7 @@ export class CallTable {
         probeAfterSilenceMs + probeTimeoutMs
       } ms, nor to a probe`,
     );
-    this.#sendProbe(callId);
+    this.#send({ callId, ...summaryStatus });
   }
 
   /** Settles the call `response` answers (a late answer to a call given up on is dropped). */
@@ -218,7 +219,7 @@ export class StreamConnection implements Connection {
     this.#calls = new CallTable(
       address,
       (message) => this.#break(message),
-      (callId) => this.#write({ callId, status: { locksLimit: 1, summaryOnly: true } }),
+      (request) => this.#write(request),
     );
     const Client = lockServiceClient();
     this.#client = new Client(address, grpc.credentials.createInsecure(), channelOptions);

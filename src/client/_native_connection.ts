@@ -47,7 +47,7 @@ export class NativeStreamConnection implements Connection {
     this.#calls = new CallTable(
       address,
       (message) => this.#break(message),
-      (callId) => this.#send({ callId, status: { locksLimit: 1, summaryOnly: true } }),
+      (request) => this.#send(request),
     );
     this.#writer = new FrameWriter(
       4 * limits.messageBytesMax,

@@ -188,6 +188,13 @@ export type StreamOperation =
   | { status: StatusRequest }
   | { cancel: CancelRequest };
 
+/**
+ * A Status that asks only for the cluster fields and the counts (no sessions, no locks):
+ * the client's leader discovery and its liveness probe. `locksLimit` 1 is what a server
+ * that predates `summaryOnly` then lists.
+ */
+export const summaryStatus: StreamOperation = { status: { locksLimit: 1, summaryOnly: true } };
+
 /** `dlock.v1.StreamRequest` as sent. */
 export type StreamRequest = { callId: number } & StreamOperation;
 

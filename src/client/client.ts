@@ -28,7 +28,12 @@ import {
 import { limits } from "../limits.ts";
 import type { Connection, PendingCall, TransportKind } from "./_connection.ts";
 import { abortError } from "./_errors.ts";
-import type { AcquireResponse, StatusResponse, StreamOperation } from "./_proto.ts";
+import {
+  type AcquireResponse,
+  type StatusResponse,
+  type StreamOperation,
+  summaryStatus,
+} from "./_proto.ts";
 import { type ClientLogger, type InvokeResult, Router, silentLogger } from "./_router.ts";
 
 export type { ClientLogger } from "./_router.ts";
@@ -690,7 +695,7 @@ export async function connect(
   try {
     const deadlineMs = performance.now() + retryTimeoutMs;
     const discovered = await router.invoke(
-      () => ({ status: { locksLimit: 1, summaryOnly: true } }),
+      () => summaryStatus,
       { attemptTimeoutMs, deadlineMs },
     );
     if (discovered.response.status) router.learn(discovered.response.status);
