@@ -30,7 +30,7 @@ type DuplexCall = grpc.ClientDuplexStream<StreamRequest, StreamResponse>;
  * A connection with calls in flight that has heard nothing from its server for this long
  * sends a probe (a Status, which any server answers at once, leader or not)...
  */
-export const probeAfterSilenceMs = 750;
+const probeAfterSilenceMs = 750;
 /**
  * ...and is broken when the probe gets no answer within this long, so that its calls are
  * retried elsewhere. A server that stops answering without closing its connections (a
@@ -38,7 +38,7 @@ export const probeAfterSilenceMs = 750;
  * whatever the session TTL; without it only the keepalive's own timeout (TTL / 4, after up
  * to TTL / 3 of waiting for the next one) noticed, and a blocking acquire never would.
  */
-export const probeTimeoutMs = 750;
+const probeTimeoutMs = 750;
 /** How often a connection with calls in flight checks how long it has heard nothing. */
 const silenceCheckMs = 250;
 
