@@ -2,15 +2,27 @@
  * The running lock node: the one owner of the Raft loop and of everything that hangs
  * off it (pending proposals, blocking acquires, session deadlines, linearizable reads).
  *
- * ## The loop (STYLE.md, convention 3)
+ * ## The loop (STYLE.md, convention 3, and where it departs from it)
  *
  * Inputs (ticks, peer messages, proposals, read requests) are queued and fed to the
  * core at the start of a loop turn. A turn then handles every Ready in the order the
  * contract in `src/raft/types.ts` prescribes: persist (snapshot, entries, hard state in
  * one durable save), send, restore/apply, answer reads, advance. The loop is never
- * re-entered: inputs arriving while a save is in flight wait in the queues and all go
- * into the next Ready, so one fsync covers every proposal made meanwhile (group
- * commit) and messages to one peer travel in one batch.
+ * re-entered, and only one save is in flight: the entries proposed while it runs all
+ * go into the next Ready's save, so one fsync covers every proposal made meanwhile
+ * (group commit) and messages to one peer travel in one batch.
+ *
+ * Convention 3's plain order (persist, send, apply, advance) is kept wherever the
+ * meaning of a step depends on this server's disk: votes, acknowledgements, heartbeats,
+ * snapshots, a snapshot restore and a role change. Three steps that do not depend on it
+ * run sooner, because each saves a fsync on the path of every lock handoff
+ * (BENCHMARKS.md, "Where b's time goes"): a leader's appends leave before its own save
+ * (thesis §10.2.1; the leader counts its copy toward a commit only after the save);
+ * committed entries are applied before the save of newer ones (they are durable on a
+ * majority already); and while a save runs, peer messages are stepped, proposals
+ * appended, the new appends sent and the entries a follower's acknowledgement commits
+ * applied (see `#stepDuringSave`). The simulator does the same, so the deterministic
+ * runs check this order, not the plain one.
  *
  * ## Leadership
  *
