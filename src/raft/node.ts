@@ -778,7 +778,9 @@ export class RaftNode {
     const commit = message.commit ?? 0;
     invariant(
       commit <= this.log.lastIndex(),
-      `heartbeat commit ${commit} is beyond our last index ${this.log.lastIndex()}`,
+      `the leader's heartbeat says entries up to ${commit} are committed here, but this ` +
+        `server's log ends at ${this.log.lastIndex()}: it lost entries it had acknowledged ` +
+        `(a truncated, damaged or restored data directory, or a disk that does not honour fsync)`,
     );
     this.log.commitTo(commit);
     this.send({
