@@ -41,7 +41,9 @@ import {
   packUnitsCounted,
   type Unit,
 } from "./_commits.ts";
+import { checkFloor, type Floor, floorIntervalMs, readFloor, writeFloor } from "./_floor.ts";
 import { invariant } from "./_invariant.ts";
+import { checkSqliteFile } from "./_integrity.ts";
 import { type ScanContext, scanStore } from "./_scan.ts";
 import { SegmentIndex, type SegmentInfo, segmentKeys } from "./_segments.ts";
 import { StorageError } from "./storage_error.ts";
@@ -110,6 +112,9 @@ export class KvLogStorage {
   #tail: Promise<void> = Promise.resolve();
   #failure: Error | null = null;
   #closed = false;
+  /** The floor last written (or read at open); see _floor.ts. */
+  #floor: Floor | null;
+  #floorWrittenAtMs = -Infinity;
 
   private constructor(
     kv: Deno.Kv,
@@ -119,6 +124,7 @@ export class KvLogStorage {
     snapshotRecord: SnapshotRecord | null,
     lastIndex: number,
     segments: readonly SegmentInfo[],
+    floor: Floor | null,
   ) {
     this.#kv = kv;
     this.#lockFile = lockFile;
@@ -129,6 +135,7 @@ export class KvLogStorage {
     this.#lastIndex = lastIndex;
     this.#segments = new SegmentIndex(segments);
     this.#restoredAtOpen = restored;
+    this.#floor = floor;
   }
 
   /**
@@ -149,6 +156,7 @@ export class KvLogStorage {
     const context: ScanContext = { dataDir, kvPath, clusterId, nodeId };
     const lockFile = await lockDataDir(dataDir);
     try {
+      await checkSqliteFile(dataDir, kvPath);
       let kv: Deno.Kv;
       try {
         kv = await Deno.openKv(kvPath);
@@ -179,6 +187,18 @@ export class KvLogStorage {
     context: ScanContext,
   ): Promise<KvLogStorage> {
     const scanned = await scanStore(kv, context);
+    // Before anything is written: a store behind its floor is refused unchanged.
+    const floor = await readFloor(context.dataDir);
+    if (floor !== null) {
+      checkFloor(
+        context.dataDir,
+        floor,
+        context,
+        scanned === null
+          ? null
+          : { hardState: scanned.restored.hardState, lastIndex: scanned.lastIndex },
+      );
+    }
     if (scanned === null) {
       const hardState: HardState = { term: 0, vote: null, commit: 0 };
       const stamp: FormatStamp = {
@@ -200,6 +220,7 @@ export class KvLogStorage {
         null,
         0,
         [],
+        floor,
       );
     }
     for (const mutations of packUnits(deletionUnits(scanned.leftoverKeys), emptyCost)) {
@@ -213,6 +234,7 @@ export class KvLogStorage {
       scanned.snapshotRecord,
       scanned.lastIndex,
       scanned.segments,
+      floor,
     );
   }
 
@@ -270,6 +292,7 @@ export class KvLogStorage {
       if (update.entries.length > 0 || !sameHardState(hardState, this.#hardState)) {
         await this.#append(update.entries, hardState);
       }
+      this.#maybeWriteFloor();
     });
   }
 
@@ -349,6 +372,16 @@ export class KvLogStorage {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    if (this.#failure === null) {
+      const floor = this.#currentFloor();
+      if (!sameFloor(floor, this.#floor)) {
+        try {
+          writeFloor(this.#context.dataDir, floor);
+        } catch {
+          // Only a lower bound: the one written before (or none) stays true.
+        }
+      }
+    }
     this.#kv.close();
     this.#lockFile.close();
   }
@@ -389,6 +422,36 @@ export class KvLogStorage {
     });
     this.#tail = result.then(() => undefined, () => undefined);
     return result;
+  }
+
+  /** The durable state as a floor: every save before this call has resolved. */
+  #currentFloor(): Floor {
+    return {
+      clusterId: this.#context.clusterId,
+      nodeId: this.#context.nodeId,
+      term: this.#hardState.term,
+      vote: this.#hardState.vote,
+      commit: Math.max(this.#hardState.commit, this.#snapshotIndex),
+    };
+  }
+
+  /**
+   * Writes the floor after a save resolved (its state is durable, so the floor never gets
+   * ahead of the store), at most once per {@link floorIntervalMs}. A failed write leaves
+   * the previous floor, which is still a lower bound.
+   */
+  #maybeWriteFloor(): void {
+    const nowMs = performance.now();
+    if (nowMs - this.#floorWrittenAtMs < floorIntervalMs) return;
+    const floor = this.#currentFloor();
+    if (sameFloor(floor, this.#floor)) return;
+    this.#floorWrittenAtMs = nowMs;
+    try {
+      writeFloor(this.#context.dataDir, floor);
+      this.#floor = floor;
+    } catch {
+      // See above: the previous floor stays true.
+    }
   }
 
   get #snapshotIndex(): number {
@@ -792,4 +855,8 @@ function capCommit(hardState: HardState, lastIndex: number): HardState {
 
 function sameHardState(a: HardState, b: HardState): boolean {
   return a.term === b.term && a.vote === b.vote && a.commit === b.commit;
+}
+
+function sameFloor(a: Floor, b: Floor | null): boolean {
+  return b !== null && a.term === b.term && a.vote === b.vote && a.commit === b.commit;
 }

@@ -1,6 +1,8 @@
 /**
  * Durable storage of one Raft server: log, hard state and snapshots in Deno KV, in the
- * server's data directory (`<dataDir>/raft.kv`, locked through `<dataDir>/raft.lock`).
+ * server's data directory (`<dataDir>/raft.kv`, locked through `<dataDir>/raft.lock`),
+ * with `<dataDir>/raft.floor`, a lower bound of what the store had made durable, by which
+ * `open` refuses a store that went back in time (see _floor.ts).
  *
  * ## Layout (storage format version 2)
  * - `["format"]`: `{clusterId, nodeId, formatVersion}`, written when the store is created.

@@ -279,7 +279,7 @@ Deno.test("a KV file of garbage bytes is refused", async () => {
       (error: unknown) =>
         error instanceof StorageError &&
         error.message.includes(
-          `Cannot open the Raft store at ${join(dataDir, kvFileName)} as Deno KV cannot open it`,
+          `Cannot open the Raft store at ${join(dataDir, kvFileName)} as SQLite cannot read it`,
         ) &&
         /file is not a database/.test(error.message),
     );
