@@ -5,6 +5,9 @@
  * @module
  */
 import { DlockError } from "../errors.ts";
+import { checkServerAddress, UsageError } from "./_usage.ts";
+
+export { UsageError };
 
 /** Servers tried when neither `--servers`, a positional SERVER nor DLOCK_SERVERS is given. */
 export const defaultServers = "127.0.0.1:5000,127.0.0.1:5001,127.0.0.1:5002";
@@ -14,45 +17,76 @@ export const serversHelp =
   `  --servers host:port,...    servers to contact (any subset; the rest is discovered)
                              default: $DLOCK_SERVERS, else ${defaultServers}`;
 
-const addressPattern = /^(\[[0-9a-fA-F:.]+\]|[^\s:,/]+):\d{1,5}$/;
-
-/** True when `text` is one address or a comma-separated list of addresses. */
+/**
+ * True when a positional argument was meant as a server address (or list) rather than a
+ * name: it has a colon or a comma, or it is an IPv4 address, `localhost` or a bracketed IPv6
+ * address without its port. Used to tell `dlock client 127.0.0.1 alice` (a forgotten port,
+ * reported as such) from `dlock client alice`.
+ */
 export function looksLikeServers(text: string): boolean {
-  const parts = text.split(",").map((part) => part.trim()).filter((part) => part !== "");
-  return parts.length > 0 && parts.every((part) => addressPattern.test(part));
+  return /[:,]/.test(text) || /^(\d{1,3}(\.\d{1,3}){3}|localhost|\[.*\])$/i.test(text);
 }
 
 /**
- * The server list: `--servers`, else a positional SERVER, else `DLOCK_SERVERS`, else
- * the default. Throws a usage error for a malformed list.
+ * The server list: `--servers`, else a positional SERVER, else `DLOCK_SERVERS`, else the
+ * default; each address checked by {@link checkServerAddress}.
+ * @throws {UsageError} for a malformed list, or when both `--servers` and SERVER are given.
  */
 export function resolveServers(flag: string | undefined, positional: string | undefined): string[] {
-  const text = flag ?? positional ?? Deno.env.get("DLOCK_SERVERS") ?? defaultServers;
-  if (!looksLikeServers(text)) {
+  if (flag !== undefined && positional !== undefined) {
     throw new UsageError(
-      `servers must be host:port[,host:port...]: received ${JSON.stringify(text)}`,
+      `Cannot use both --servers and a positional SERVER: received --servers ${flag} and ${positional}`,
     );
   }
-  return text.split(",").map((part) => part.trim()).filter((part) => part !== "");
-}
-
-/** A bad command line: printed with the usage, exit code 2. */
-export class UsageError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "UsageError";
+  const fromEnvironment = flag === undefined && positional === undefined
+    ? Deno.env.get("DLOCK_SERVERS")
+    : undefined;
+  const text = flag ?? positional ?? fromEnvironment ?? defaultServers;
+  const role = fromEnvironment === undefined
+    ? "a server address"
+    : "a server address in DLOCK_SERVERS";
+  const addresses = text.split(",").map((part) => part.trim()).filter((part) => part !== "");
+  if (addresses.length === 0) {
+    throw new UsageError(
+      `Cannot use ${JSON.stringify(text)} as the servers: expected HOST:PORT[,HOST:PORT...]`,
+    );
   }
+  return addresses.map((address) => checkServerAddress(address, role));
 }
 
-/** Parses a number of seconds (may be fractional) into whole milliseconds. */
+/**
+ * Parses a positive number of seconds (may be fractional) into whole milliseconds, at least 1.
+ * Zero and negative values are refused rather than given a meaning of their own: `--timeout 0`
+ * reads as "no time at all" to some and "no limit" to others.
+ * @throws {UsageError} when `text` is not a number of seconds > 0.
+ */
 export function secondsToMs(text: string, option: string): number {
   const seconds = Number(text);
-  if (text.trim() === "" || !Number.isFinite(seconds) || seconds < 0) {
+  const ms = Math.round(seconds * 1000);
+  if (text.trim() === "" || !Number.isFinite(seconds) || ms < 1 || ms > 0xffff_ffff) {
     throw new UsageError(
-      `${option} must be a number of seconds >= 0: received ${JSON.stringify(text)}`,
+      `Cannot use ${option} as it must be a number of seconds > 0 (at most 4294967): received ${
+        JSON.stringify(text)
+      }`,
     );
   }
-  return Math.round(seconds * 1000);
+  return ms;
+}
+
+/**
+ * Checks a client name given on the command line: not empty, not only whitespace (the
+ * server accepts an empty name, but nobody means to type one).
+ * @throws {UsageError} for an empty or blank name.
+ */
+export function checkClientName(name: string): string {
+  if (name.trim() === "") {
+    throw new UsageError(
+      `Cannot use ${
+        JSON.stringify(name)
+      } as the client name as it is empty or blank: expected a name such as worker-1`,
+    );
+  }
+  return name;
 }
 
 /** One line describing an error for a person: the reason (when typed) and the message. */

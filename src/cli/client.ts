@@ -10,6 +10,7 @@
 import { parseArgs } from "node:util";
 import { connect, type DlockClient, type LockHandle } from "../client/mod.ts";
 import {
+  checkClientName,
   describeError,
   looksLikeServers,
   resolveServers,
@@ -34,7 +35,7 @@ Interactive lock client. Commands (one per line; also from a pipe):
 Options:
 ${serversHelp}
   --ttl S                    session TTL in seconds (default: the server's, 10)
-  --name NAME                client name (same as the positional client-name)
+  --name NAME                client name (same as the positional client-name; not empty)
   -h, --help                 show this help
 
 Example:
@@ -49,9 +50,14 @@ const commandsHelp = `commands:
   help                  this list
   exit                  release everything, close the session and quit`;
 
-type Settings = { servers: string[]; name: string; ttlMs: number };
+/** What `dlock client` runs with. */
+export type Settings = { servers: string[]; name: string; ttlMs: number };
 
-function parseSettings(args: string[]): Settings | number {
+/**
+ * Parses `dlock client`'s command line; prints the help and returns 0 for `--help`.
+ * @throws {UsageError} for a bad command line.
+ */
+export function parseClientArgs(args: string[]): Settings | number {
   const { values, positionals } = parseArgs({
     args,
     allowPositionals: true,
@@ -66,17 +72,20 @@ function parseSettings(args: string[]): Settings | number {
     console.log(usage);
     return 0;
   }
+  // [SERVER] [client-name]: with two positionals the first is the server; with one, it is
+  // the server when it looks like an address (so a forgotten port is reported as such).
   const rest = [...positionals];
-  const serverPositional = rest[0] !== undefined && looksLikeServers(rest[0])
+  if (rest.length > 2) throw new UsageError(`unexpected arguments: ${rest.slice(2).join(" ")}`);
+  const serverPositional = rest.length === 2 || (rest[0] !== undefined && looksLikeServers(rest[0]))
     ? rest.shift()
     : undefined;
-  if (rest.length > 1) throw new UsageError(`unexpected arguments: ${rest.slice(1).join(" ")}`);
   if (rest[0] !== undefined && values.name !== undefined) {
     throw new UsageError("give the client name once (positional or --name)");
   }
+  const name = values.name ?? rest[0];
   return {
     servers: resolveServers(values.servers, serverPositional),
-    name: values.name ?? rest[0] ?? `client-${Deno.pid}`,
+    name: name === undefined ? `client-${Deno.pid}` : checkClientName(name),
     ttlMs: values.ttl === undefined ? 0 : secondsToMs(values.ttl, "--ttl"),
   };
 }
@@ -85,7 +94,7 @@ function parseSettings(args: string[]): Settings | number {
 export async function run(args: string[]): Promise<number> {
   let settings: Settings | number;
   try {
-    settings = parseSettings(args);
+    settings = parseClientArgs(args);
   } catch (error) {
     return usageFailure("client", usage, error);
   }

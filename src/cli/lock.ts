@@ -13,8 +13,8 @@
 import { parseArgs } from "node:util";
 import { connect, type DlockClient, type LockHandle, TimeoutError } from "../client/mod.ts";
 import {
+  checkClientName,
   describeError,
-  looksLikeServers,
   resolveServers,
   secondsToMs,
   serversHelp,
@@ -30,7 +30,8 @@ and DLOCK_TOKEN=<fencing token>. The lock is released when COMMAND exits.
 Options:
 ${serversHelp}
   --ttl S                    session TTL in seconds (default: the server's, 10)
-  --timeout S                give up waiting for the lock after S seconds (default: wait)
+  --timeout S                give up waiting for the lock after S seconds, S > 0
+                             (default: wait as long as it takes)
   --name NAME                client name shown in status (default dlock-lock-<pid>)
   -h, --help                 show this help
 
@@ -75,10 +76,9 @@ function parseSettings(args: string[]): Settings | number {
     console.log(usage);
     return 0;
   }
-  // An optional SERVER may come first, as in `dlock lock 127.0.0.1:5000 NAME -- ...`.
-  const serverPositional = positionals.length === 2 && looksLikeServers(positionals[0] ?? "")
-    ? positionals.shift()
-    : undefined;
+  // An optional SERVER may come first, as in `dlock lock 127.0.0.1:5000 NAME -- ...`: with
+  // two positionals the first is the server (checked as an address); one is the lock NAME.
+  const serverPositional = positionals.length === 2 ? positionals.shift() : undefined;
   const [lock, ...extra] = positionals;
   if (lock === undefined) throw new UsageError("missing the lock NAME");
   if (extra.length > 0) {
@@ -93,7 +93,7 @@ function parseSettings(args: string[]): Settings | number {
     servers: resolveServers(values.servers, serverPositional),
     ttlMs: values.ttl === undefined ? 0 : secondsToMs(values.ttl, "--ttl"),
     timeoutMs: values.timeout === undefined ? 0 : secondsToMs(values.timeout, "--timeout"),
-    name: values.name ?? `dlock-lock-${Deno.pid}`,
+    name: values.name === undefined ? `dlock-lock-${Deno.pid}` : checkClientName(values.name),
   };
 }
 

@@ -12,9 +12,9 @@ import { parseArgs } from "node:util";
 import { createLogger, type LogFormat, logFormats, type LogLevel, logLevels } from "../log.ts";
 import { limits } from "../limits.ts";
 import { StorageError } from "../storage/mod.ts";
-import { type RunningServer, splitHostPort, startServer } from "../server/server.ts";
+import { type RunningServer, startServer } from "../server/server.ts";
 import { peerAddressOf } from "../transport/tcp.ts";
-import { usageFailure } from "./_usage.ts";
+import { checkServerAddress as address, UsageError, usageFailure } from "./_usage.ts";
 
 const usage = `Usage:
   dlock server SELF PEER... FILEWRITER          (the original form)
@@ -70,8 +70,6 @@ export interface ServerArgs {
   logLevel: LogLevel;
 }
 
-class UsageError extends Error {}
-
 function positiveInteger(value: string | undefined, name: string, fallback: number): number {
   if (value === undefined) return fallback;
   const number = Number(value);
@@ -93,17 +91,6 @@ function sessionTtlMs(seconds: string): number {
     );
   }
   return ttlMs;
-}
-
-function address(value: string, what: string): string {
-  try {
-    splitHostPort(value);
-  } catch {
-    throw new UsageError(
-      `Cannot use ${what} as it is not host:port: received ${JSON.stringify(value)}`,
-    );
-  }
-  return value;
 }
 
 /**
@@ -133,7 +120,9 @@ export function parseServerArgs(args: string[]): ServerArgs {
   });
   let self: string;
   let peers: string[];
-  let filewriter = values.filewriter ?? "localhost:8080";
+  let filewriter = values.filewriter === undefined
+    ? "localhost:8080"
+    : address(values.filewriter, "--filewriter");
   if (values.listen !== undefined) {
     if (positionals.length > 0) {
       throw new UsageError(
@@ -149,7 +138,7 @@ export function parseServerArgs(args: string[]): ServerArgs {
       throw new UsageError("Cannot start as SELF and FILEWRITER are required (or --listen)");
     }
     self = address(positionals[0] as string, "SELF");
-    filewriter = positionals[positionals.length - 1] as string;
+    filewriter = address(positionals[positionals.length - 1] as string, "FILEWRITER");
     peers = positionals.slice(1, -1);
     if (values.peers !== undefined) {
       peers.push(

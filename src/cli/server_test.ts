@@ -54,7 +54,11 @@ Deno.test("dlock server args: flags, peers with or without self", () => {
 Deno.test("dlock server args: mistakes are explained", () => {
   const bad: [string[], RegExp][] = [
     [["127.0.0.1:5000"], /SELF and FILEWRITER/],
-    [["nonsense", "fw:1"], /host:port/],
+    [["nonsense", "fw:1"], /nonsense as SELF as it has no port: expected HOST:PORT/],
+    [["127.0.0.1:5000", "localhost"], /localhost as FILEWRITER as it has no port/],
+    [["127.0.0.1:0", "fw:1"], /127\.0\.0\.1:0 as SELF as its port is out of range/],
+    [["a:1", "b:99999", "c:3", "fw:1"], /b:99999 as a peer as its port is out of range/],
+    [["--listen", "a:1", "--filewriter", "fw"], /fw as --filewriter as it has no port/],
     [["127.0.0.1:5000", "127.0.0.1:5001", "fw:1"], /odd number/],
     [["--listen", "a:1", "--log-format", "xml"], /text or json/],
     [["--listen", "a:1", "--election-ms", "50", "--heartbeat-ms", "50"], /twice/],

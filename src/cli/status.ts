@@ -24,7 +24,7 @@ Options:
 ${serversHelp}
   --json                     print the raw status as JSON (for scripts)
   --locks N                  most locks to list (default 1000)
-  --timeout S                give up after S seconds (default 10)
+  --timeout S                give up after S seconds, S > 0 (default 10)
   -h, --help                 show this help
 
 Exit codes: 0 ok, 1 no server answered, 2 bad usage.`;

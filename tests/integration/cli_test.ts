@@ -226,7 +226,32 @@ Deno.test({
         assert.match(usage.stderr, /missing '-- COMMAND'/);
         const badServers = await runDlock(["status", "--servers", "nonsense"]);
         assert.equal(badServers.code, 2);
-        assert.match(badServers.stderr, /servers must be host:port/);
+        assert.match(
+          badServers.stderr,
+          /Cannot use nonsense as a server address as it has no port/,
+        );
+        // A forgotten port, a port out of range, a timeout of zero: usage errors at once,
+        // before any server is tried.
+        const usageErrors: [string[], RegExp][] = [
+          [
+            ["client", "127.0.0.1", "alice"],
+            /Cannot use 127\.0\.0\.1 as a server address as it has no port: expected HOST:PORT/,
+          ],
+          [["client", "127.0.0.1:99999"], /port is out of range: expected a port from 1 to 65535/],
+          [["status", "127.0.0.1:99999"], /port is out of range/],
+          [["lock", "127.0.0.1", "job", "--", "true"], /127\.0\.0\.1 as a server address/],
+          [["status", "--servers", servers, "--timeout", "0"], /--timeout as it must be .* > 0/],
+          [["lock", "job", "--servers", servers, "--timeout", "0", "--", "true"], /> 0/],
+          [["client", "--servers", servers, "--name", ""], /as the client name as it is empty/],
+          [["lock", "job", "--servers", servers, "--name", " ", "--", "true"], /is empty/],
+        ];
+        for (const [args, message] of usageErrors) {
+          const started = performance.now();
+          const result = await runDlock(args, { stdin: "exit\n" });
+          assert.equal(result.code, 2, `${args.join(" ")}: ${result.stdout}${result.stderr}`);
+          assert.match(result.stderr, message);
+          assert.ok(performance.now() - started < 10_000, `${args.join(" ")} failed at once`);
+        }
         for (const server of cluster.servers) assert.equal(server?.hasExited, false);
       });
     } finally {
