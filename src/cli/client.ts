@@ -21,16 +21,31 @@ import {
 import { formatStatus } from "./status.ts";
 import { usageFailure } from "./_usage.ts";
 
+/**
+ * Longest a signal (SIGTERM, SIGHUP, or SIGINT at the prompt) waits for the session to close
+ * before the process exits anyway: a cluster that cannot be reached must not keep a process
+ * that was told to stop alive; the session then expires after its TTL.
+ */
+const closeOnSignalMsMax = 5_000;
+
 const usage = `Usage: dlock client [SERVER] [client-name] [options]
 
 Interactive lock client. Commands (one per line; also from a pipe):
   acquire [lock]          wait for the lock (default "default"); prints its fencing token
   write <file> <data>     append <data> and a newline to <file> through the lock service,
-                          fenced with the token of the lock acquired last
+                          fenced with the token of the lock acquired last; <data> is the
+                          rest of the line after <file> and the blanks that follow it
+                          (blanks inside <data> are kept, blanks at the end of the line
+                          are not)
   release [lock]          release the lock (default: the one acquired last)
   status                  show the cluster: members, leader, sessions, locks
   help                    show the commands
   exit                    release every lock, close the session and quit (also at end of input)
+
+A command given more arguments than it takes prints its usage and does nothing.
+Ctrl-C (SIGINT) cancels a waiting acquire; at the prompt it quits like exit (code 130).
+SIGTERM and SIGHUP cancel a waiting acquire and quit like exit (codes 143 and 129),
+closing the session within ${closeOnSignalMsMax / 1000} s or leaving it to expire.
 
 Options:
 ${serversHelp}
@@ -45,6 +60,7 @@ Example:
 const commandsHelp = `commands:
   acquire [lock]        wait for a lock (default "default") and print its token
   write <file> <data>   append <data> to <file>, fenced by the last acquired lock
+                        (<data>: the rest of the line; blanks at its end are dropped)
   release [lock]        release a lock (default: the last acquired)
   status                show the cluster
   help                  this list
@@ -52,6 +68,21 @@ const commandsHelp = `commands:
 
 /** What `dlock client` runs with. */
 export type Settings = { servers: string[]; name: string; ttlMs: number };
+
+/** The commands of the REPL: their usage line and how many arguments they take at most. */
+const commandSyntax: Record<string, { usage: string; argumentsMax: number }> = {
+  acquire: { usage: "acquire [lock]", argumentsMax: 1 },
+  write: { usage: "write <file> <data>", argumentsMax: Infinity },
+  release: { usage: "release [lock]", argumentsMax: 1 },
+  status: { usage: "status", argumentsMax: 0 },
+  help: { usage: "help", argumentsMax: 0 },
+  "?": { usage: "?", argumentsMax: 0 },
+  exit: { usage: "exit", argumentsMax: 0 },
+  quit: { usage: "quit", argumentsMax: 0 },
+};
+
+/** Exit codes after a signal: 128 + the signal's number, as a shell reports it. */
+const signalExitCodes = { SIGHUP: 129, SIGINT: 130, SIGTERM: 143 } as const;
 
 /**
  * Parses `dlock client`'s command line; prints the help and returns 0 for `--help`.
@@ -111,8 +142,11 @@ export async function run(args: string[]): Promise<number> {
     return 1;
   }
   const interactive = Deno.stdin.isTerminal();
-  const onInterrupt = () => repl.interrupt();
-  Deno.addSignalListener("SIGINT", onInterrupt);
+  const listeners = [
+    listen("SIGINT", () => repl.interrupt()),
+    listen("SIGTERM", () => repl.terminate("SIGTERM")),
+    listen("SIGHUP", () => repl.terminate("SIGHUP")),
+  ];
   try {
     for await (const line of readLines(Deno.stdin.readable, interactive ? "dlock> " : null)) {
       if (!interactive && line.trim() !== "") console.log(`> ${line.trim()}`);
@@ -120,10 +154,17 @@ export async function run(args: string[]): Promise<number> {
       if (!proceed) break;
     }
   } finally {
-    Deno.removeSignalListener("SIGINT", onInterrupt);
     await repl.exit();
+    for (const remove of listeners) remove();
   }
+  if (repl.signalExitCode !== null) return repl.signalExitCode;
   return !interactive && repl.failures > 0 ? 1 : 0;
+}
+
+/** Adds a signal listener; returns the function that removes it. */
+function listen(signal: Deno.Signal, handler: () => void): () => void {
+  Deno.addSignalListener(signal, handler);
+  return () => Deno.removeSignalListener(signal, handler);
 }
 
 /** The REPL's state: the session (reopened after a loss) and the locks it holds. */
@@ -132,8 +173,11 @@ class Repl {
   #client: DlockClient | null = null;
   #last: LockHandle | null = null;
   #current: AbortController | null = null;
+  #exiting: Promise<void> | null = null;
   /** Commands that failed. */
   failures = 0;
+  /** The exit code once a signal told the REPL to quit (128 + its number), else null. */
+  signalExitCode: number | null = null;
 
   constructor(settings: Settings) {
     this.#settings = settings;
@@ -141,6 +185,7 @@ class Repl {
 
   /** The open session, opening a new one when there is none or it was lost. */
   async ensureClient(): Promise<DlockClient> {
+    if (this.#exiting !== null) throw new Error("the session is closing: the client is quitting");
     const client = this.#client;
     if (client !== null && !client.signal.aborted) return client;
     if (client !== null) {
@@ -165,20 +210,53 @@ class Repl {
 
   /** Ctrl-C: cancels the running command, or exits when idle. */
   interrupt(): void {
-    if (this.#current !== null) {
+    if (this.#current !== null && this.signalExitCode === null) {
       this.#current.abort();
       return;
     }
-    void this.exit().then(() => Deno.exit(130));
+    this.terminate("SIGINT");
+  }
+
+  /**
+   * SIGTERM, SIGHUP (or SIGINT at the prompt): what `exit` does, from wherever the REPL is:
+   * cancels the running command (a waiting acquire leaves the lock's queue), closes the
+   * session (releasing its locks) within {@link closeOnSignalMsMax}, and exits the process
+   * with 128 + the signal's number. A second signal exits at once.
+   */
+  terminate(signal: keyof typeof signalExitCodes): void {
+    const code = signalExitCodes[signal];
+    if (this.signalExitCode !== null) Deno.exit(this.signalExitCode);
+    this.signalExitCode = code;
+    console.log(`${signal}: quitting like 'exit'`);
+    this.#current?.abort();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const bound = new Promise<"late">((resolve) => {
+      timer = setTimeout(() => resolve("late"), closeOnSignalMsMax);
+    });
+    void Promise.race([this.exit(), bound]).then((outcome) => {
+      clearTimeout(timer);
+      if (outcome === "late") {
+        console.log(
+          `error: cannot close the session within ${closeOnSignalMsMax / 1000} s; ` +
+            "it ends, releasing its locks, when its TTL runs out",
+        );
+      }
+      Deno.exit(code);
+    });
   }
 
   /** Runs one line; returns false when the REPL should stop. */
   async execute(line: string): Promise<boolean> {
+    if (this.signalExitCode !== null) return false;
     const trimmed = line.trim();
     if (trimmed === "" || trimmed.startsWith("#")) return true;
     const [command = "", ...words] = trimmed.split(/\s+/);
     this.#current = new AbortController();
     try {
+      const syntax = commandSyntax[command.toLowerCase()];
+      if (syntax !== undefined && words.length > syntax.argumentsMax) {
+        throw new UsageError(`usage: ${syntax.usage}`);
+      }
       switch (command.toLowerCase()) {
         case "acquire":
           await this.#acquire(words[0] ?? "default", this.#current.signal);
@@ -211,8 +289,16 @@ class Repl {
     }
   }
 
-  /** Releases every lock and closes the session (idempotent). */
-  async exit(): Promise<void> {
+  /**
+   * Releases every lock and closes the session; no session is opened after it. Idempotent:
+   * every call returns the same close.
+   */
+  exit(): Promise<void> {
+    this.#exiting ??= this.#closeSession();
+    return this.#exiting;
+  }
+
+  async #closeSession(): Promise<void> {
     const client = this.#client;
     this.#client = null;
     if (client === null) return;
@@ -244,9 +330,10 @@ class Repl {
   }
 
   async #write(line: string): Promise<void> {
-    // The data is the rest of the line after one separator, spaces kept; a line without any
-    // data is a usage error rather than an empty line appended by mistake.
-    const match = /^\s*\S+\s+(\S+)\s(.+)$/.exec(line);
+    // The data is the rest of the line after the file name and the blanks that separate them,
+    // blanks inside it kept (the line comes trimmed, so blanks at its end are gone); a line
+    // without any data is a usage error rather than an empty line appended by mistake.
+    const match = /^\s*\S+\s+(\S+)\s+(\S.*)$/.exec(line);
     if (match === null) throw new UsageError("usage: write <file> <data>");
     const file = match[1] as string;
     const data = match[2] as string;

@@ -78,6 +78,154 @@ Deno.test({
         );
       });
 
+      await t.step(
+        "REPL: extra arguments print the usage; write keeps the data's own blanks",
+        async () => {
+          const script = [
+            "acquire arity/odd name",
+            "acquire arity",
+            "write blanks   hello   world  ",
+            "write blanks\tsecond  line",
+            "release arity extra",
+            "status now",
+            "exit now",
+            "help me",
+            "",
+          ].join("\n");
+          const result = await runDlock(["client", "--servers", servers, "erin"], {
+            stdin: script,
+          });
+          assert.equal(result.code, 1, result.stdout + result.stderr);
+          const errors = result.stdout.split("\n").filter((line) => line.startsWith("error: "));
+          assert.deepEqual(errors, [
+            "error: usage: acquire [lock]",
+            "error: usage: release [lock]",
+            "error: usage: status",
+            "error: usage: exit",
+            "error: usage: help",
+          ]);
+          assert.doesNotMatch(result.stdout, /acquired arity\/odd/);
+          assert.match(result.stdout, /wrote 14 bytes to blanks/);
+          // "exit now" did not exit: end of input closed the session, releasing arity.
+          assert.match(result.stdout, /closed session \d+, released arity/);
+          assert.equal(
+            new TextDecoder().decode((await files.read("blanks")) ?? new Uint8Array()),
+            "hello   world\nsecond  line\n",
+          );
+          const status = await fetchStatus(cluster.addresses);
+          assert.equal(status.locks.find((lock) => lock.name.startsWith("arity")), undefined);
+        },
+      );
+
+      await t.step(
+        "REPL: SIGTERM and SIGHUP cancel the wait, close the session, exit 128+N",
+        async () => {
+          const holder = await connect(cluster.addresses, { name: "sig-holder", ttlMs: 10_000 });
+          try {
+            await holder.acquire("sig");
+            for (const [signal, code] of [["SIGTERM", 143], ["SIGHUP", 129]] as const) {
+              const name = `waiter-${signal}`;
+              const repl = new LoggedProcess(
+                [...dlockCommand(), "client", "--servers", servers, name],
+                `${cluster.dir}/repl-${signal}.log`,
+                { stdin: "piped" },
+              );
+              const writer = repl.child.stdin.getWriter();
+              try {
+                // Two commands: the second must not run (nor open a new session) after the signal.
+                await writer.write(new TextEncoder().encode("acquire sig\nacquire other\n"));
+                await eventually(
+                  async () => {
+                    const status = await fetchStatus(cluster.addresses);
+                    const lock = status.locks.find((lock) => lock.name === "sig");
+                    return lock?.waiters.some((waiter) => waiter.clientName === name)
+                      ? true
+                      : undefined;
+                  },
+                  20_000,
+                  `${name} waiting for sig`,
+                );
+                repl.signal(signal);
+                const exited = await withTimeout(
+                  repl.exited,
+                  10_000,
+                  `the REPL's exit on ${signal}`,
+                );
+                const log = await repl.log();
+                assert.equal(exited.code, code, log);
+                assert.match(log, /closed session \d+/);
+                assert.doesNotMatch(log, /acquired other/);
+                const status = await fetchStatus(cluster.addresses);
+                assert.equal(
+                  status.sessions.find((session) => session.clientName === name),
+                  undefined,
+                  `${name}'s session closed at once, not left to expire`,
+                );
+                assert.deepEqual(status.locks.find((lock) => lock.name === "sig")?.waiters, []);
+              } finally {
+                await writer.close().catch(() => {});
+                await repl.kill().catch(() => {});
+              }
+            }
+          } finally {
+            await holder.close();
+          }
+        },
+      );
+
+      await t.step(
+        "REPL: SIGTERM releases held locks, and gives up closing after 5 s",
+        async () => {
+          const start = (name: string) =>
+            new LoggedProcess(
+              [...dlockCommand(), "client", "--servers", servers, name],
+              `${cluster.dir}/repl-${name}.log`,
+              { stdin: "piped" },
+            );
+          const holding = async (repl: LoggedProcess, lock: string) => {
+            await repl.child.stdin.getWriter().write(new TextEncoder().encode(`acquire ${lock}\n`));
+            await eventually(
+              async () => new RegExp(`acquired ${lock}`).test(await repl.log()) ? true : undefined,
+              20_000,
+              `the REPL holding ${lock}`,
+            );
+          };
+          const term = start("term-holder");
+          try {
+            await holding(term, "held-at-term");
+            term.signal("SIGTERM");
+            const exited = await withTimeout(term.exited, 10_000, "the REPL's exit on SIGTERM");
+            assert.equal(exited.code, 143, await term.log());
+            assert.match(await term.log(), /closed session \d+, released held-at-term/);
+            const status = await fetchStatus(cluster.addresses);
+            assert.equal(status.locks.find((lock) => lock.name === "held-at-term"), undefined);
+          } finally {
+            await term.kill().catch(() => {});
+          }
+          // A cluster that does not answer: the process still exits, about 5 s after SIGTERM.
+          const stuck = start("stuck-holder");
+          try {
+            await holding(stuck, "held-while-frozen");
+            for (const server of cluster.servers) server?.signal("SIGSTOP");
+            const started = performance.now();
+            stuck.signal("SIGTERM");
+            const exited = await withTimeout(
+              stuck.exited,
+              15_000,
+              "the REPL's exit, cluster frozen",
+            );
+            const elapsedMs = performance.now() - started;
+            assert.equal(exited.code, 143, await stuck.log());
+            assert.match(await stuck.log(), /cannot close the session within 5 s/);
+            assert.ok(elapsedMs >= 4_500 && elapsedMs < 12_000, `exited after ${elapsedMs} ms`);
+          } finally {
+            for (const server of cluster.servers) server?.signal("SIGCONT");
+            await stuck.kill().catch(() => {});
+          }
+          await cluster.waitForLeader();
+        },
+      );
+
       await t.step("the REPL says clearly that a lock was lost before writing", async () => {
         const repl = new LoggedProcess(
           [...dlockCommand(), "client", "--servers", servers, "--ttl", "3", "sleepy"],
