@@ -22,6 +22,9 @@ import {
 } from "./_client_args.ts";
 import { usageFailure } from "./_usage.ts";
 
+/** Longest a signal while waiting for the lock waits for the session to close. */
+const closeOnSignalMsMax = 5_000;
+
 const usage = `Usage: dlock lock [SERVER] NAME [options] -- COMMAND [ARG...]
 
 Runs COMMAND while holding the lock NAME. COMMAND's environment has DLOCK_LOCK=NAME
@@ -37,7 +40,9 @@ ${serversHelp}
 
 Exit codes: COMMAND's own code (128+N when killed by signal N); 1 cannot reach the
 cluster or start COMMAND; 2 bad usage; 3 timed out waiting for the lock; 4 the lock
-was lost while COMMAND ran (COMMAND was sent SIGTERM).
+was lost while COMMAND ran (COMMAND was sent SIGTERM); 128+N when signal N (SIGINT,
+SIGTERM, SIGHUP) came while waiting for the lock: the wait is cancelled and the session
+closed (within ${closeOnSignalMsMax / 1000} s). Once COMMAND runs, SIGINT and SIGTERM go to it.
 
 Example:
   dlock lock backups --timeout 30 -- sh -c 'echo "token $DLOCK_TOKEN"; ./backup.sh'`;
@@ -115,11 +120,34 @@ export async function run(args: string[]): Promise<number> {
     );
     return 1;
   }
+  // SIGINT, SIGTERM or SIGHUP while waiting: leave the queue and close the session (within
+  // closeOnSignalMsMax) rather than die queued until the TTL runs out. Once the command
+  // runs, signals are forwarded to it instead (runHolding).
+  const stop = new AbortController();
+  let stoppedBy: Deno.Signal | null = null;
+  const waitSignals: Deno.Signal[] = ["SIGINT", "SIGTERM", "SIGHUP"];
+  const removeWaitListeners = waitSignals.map((signal) => {
+    const onSignal = () => {
+      if (stoppedBy !== null) Deno.exit(128 + signalNumber(stoppedBy)); // A second signal.
+      stoppedBy = signal;
+      stop.abort();
+    };
+    Deno.addSignalListener(signal, onSignal);
+    return () => Deno.removeSignalListener(signal, onSignal);
+  });
   try {
     let lock: LockHandle;
     try {
-      lock = await client.acquire(settings.lock, { timeoutMs: settings.timeoutMs });
+      lock = await client.acquire(settings.lock, {
+        timeoutMs: settings.timeoutMs,
+        signal: stop.signal,
+      });
     } catch (error) {
+      if (stoppedBy !== null) {
+        console.error(`dlock lock: ${stoppedBy} while waiting for ${settings.lock}: gave up`);
+        await closeWithin(client, closeOnSignalMsMax);
+        return 128 + signalNumber(stoppedBy);
+      }
       if (error instanceof TimeoutError) {
         console.error(
           `dlock lock: timed out after ${settings.timeoutMs / 1000} s waiting for ${settings.lock}`,
@@ -128,12 +156,36 @@ export async function run(args: string[]): Promise<number> {
       }
       console.error(`dlock lock: cannot acquire ${settings.lock}: ${describeError(error)}`);
       return 1;
+    } finally {
+      for (const remove of removeWaitListeners) remove();
     }
     return await runHolding(lock, settings);
   } finally {
-    await client.close().catch((error) => {
-      console.error(`dlock lock: cannot close the session cleanly: ${describeError(error)}`);
-    });
+    // After a signal the close already ran, bounded; closing again would wait for it unbounded.
+    if (stoppedBy === null) {
+      await client.close().catch((error) => {
+        console.error(`dlock lock: cannot close the session cleanly: ${describeError(error)}`);
+      });
+    }
+  }
+}
+
+/** Closes the session, or gives up after `boundMs` (the session then expires by its TTL). */
+async function closeWithin(client: DlockClient, boundMs: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<"late">((resolve) => {
+    timer = setTimeout(() => resolve("late"), boundMs);
+  });
+  const closed = client.close().then(() => "closed" as const, (error: unknown) => error);
+  const outcome = await Promise.race([closed, late]);
+  clearTimeout(timer);
+  if (outcome === "late") {
+    console.error(
+      `dlock lock: cannot close the session within ${boundMs / 1000} s; ` +
+        "it ends when its TTL runs out",
+    );
+  } else if (outcome !== "closed") {
+    console.error(`dlock lock: cannot close the session cleanly: ${describeError(outcome)}`);
   }
 }
 

@@ -301,6 +301,52 @@ Deno.test({
         }
       });
 
+      await t.step("dlock lock: SIGTERM while waiting leaves the queue and exits 143", async () => {
+        const holder = await connect(cluster.addresses, { name: "queue-holder", ttlMs: 10_000 });
+        try {
+          await holder.acquire("queued");
+          const locker = new LoggedProcess([
+            ...dlockCommand(),
+            "lock",
+            "queued",
+            "--name",
+            "queued-locker",
+            "--servers",
+            servers,
+            "--",
+            "true",
+          ], `${cluster.dir}/locker-queued.log`);
+          try {
+            await eventually(
+              async () => {
+                const status = await fetchStatus(cluster.addresses);
+                const lock = status.locks.find((lock) => lock.name === "queued");
+                return lock?.waiters.some((waiter) => waiter.clientName === "queued-locker")
+                  ? true
+                  : undefined;
+              },
+              20_000,
+              "dlock lock waiting for queued",
+            );
+            locker.signal("SIGTERM");
+            const exited = await withTimeout(locker.exited, 10_000, "dlock lock's exit");
+            assert.equal(exited.code, 143, await locker.log());
+            assert.match(await locker.log(), /SIGTERM while waiting for queued: gave up/);
+            const status = await fetchStatus(cluster.addresses);
+            assert.equal(
+              status.sessions.find((session) => session.clientName === "queued-locker"),
+              undefined,
+              "its session closed at once, not left to expire",
+            );
+            assert.deepEqual(status.locks.find((lock) => lock.name === "queued")?.waiters, []);
+          } finally {
+            await locker.kill().catch(() => {});
+          }
+        } finally {
+          await holder.close();
+        }
+      });
+
       await t.step("dlock lock kills the command and exits 4 when the lock is lost", async () => {
         const marker = `${cluster.dir}/lost-marker`;
         const locker = new LoggedProcess([
