@@ -93,3 +93,40 @@ export class StaleFenceError extends DlockError {
     this.name = "StaleFenceError";
   }
 }
+
+/** A service behind a dlock server (the filewriter) that the server could not reach. */
+export type Downstream = {
+  /** What it is: "filewriter". */
+  readonly service: string;
+  /** Where the server looked for it, as configured (e.g. `http://localhost:8080`). */
+  readonly address: string;
+  /** How many times the server tried it for this request (0: unknown). */
+  readonly attempts: number;
+  /** True when no attempt got an answer; false when it answered with a failure (5xx). */
+  readonly unreachable: boolean;
+  /** The last failure, e.g. "fetch failed" or "HTTP 503 …". */
+  readonly problem: string;
+};
+
+/**
+ * The dlock server answered, but a service it needed for the request (the filewriter)
+ * could not be reached or failed. Retry-safe like any UNAVAILABLE, and retried by the
+ * client the same way; kept apart from "no dlock server could be reached" so that a
+ * message names what is actually down. `server` is the dlock server that reported it
+ * (set by the client; null on the server itself).
+ */
+export class DownstreamUnavailableError extends DlockError {
+  readonly downstream: Downstream;
+  readonly server: string | null;
+  constructor(
+    message: string,
+    downstream: Downstream,
+    server: string | null = null,
+    options?: ErrorOptions,
+  ) {
+    super("UNAVAILABLE", message, options);
+    this.name = "DownstreamUnavailableError";
+    this.downstream = downstream;
+    this.server = server;
+  }
+}

@@ -15,7 +15,12 @@ import { fileURLToPath } from "node:url";
 import { silentLogger } from "../log.ts";
 import { ClientFrontend } from "../server/native.ts";
 import type { StreamPeer, StreamSession } from "../server/service.ts";
-import { protoLoaderOptions, type StreamRequest, type StreamResponse } from "./_proto.ts";
+import {
+  type ErrorMessage,
+  protoLoaderOptions,
+  type StreamRequest,
+  type StreamResponse,
+} from "./_proto.ts";
 
 /** The parts of a gRPC server stream the fake servers use (native streams mimic them). */
 type Call = Pick<
@@ -59,6 +64,10 @@ export class FakeCluster {
   leaderIndex = 0;
   /** When false, keepalives get no answer (a partitioned leader, as the client sees it). */
   answerKeepAlives = true;
+  /** When true, no server answers anything (a cluster that is down, as the client sees it). */
+  silent = false;
+  /** When set, the leader answers every append with this error (a filewriter that is down). */
+  appendError: ErrorMessage | null = null;
   /** Every (kind, session, request id) the leader received, in order. */
   readonly received: { kind: string; sessionId: number; requestId: number; callId: number }[] = [];
   readonly cancelled: number[] = [];
@@ -155,6 +164,7 @@ export class FakeCluster {
       call.end();
     });
     call.on("data", (request: StreamRequest) => {
+      if (this.silent) return;
       const reply = (response: Omit<StreamResponse, "callId">) =>
         call.write({ callId: request.callId, ...response });
       if ("status" in request && request.status) {
@@ -248,8 +258,13 @@ export class FakeCluster {
           error: { reason: "CANCELLED", message: "cancelled", leader: "" },
         });
       }
+    } else if ("append" in request) {
+      record("append", request.append.sessionId, 0);
+      if (this.appendError !== null) return reply({ error: this.appendError });
+      reply({ append: { offset: 0, duplicate: false } });
     } else if ("closeSession" in request) {
       const sessionId = request.closeSession.sessionId;
+      record("closeSession", sessionId, request.closeSession.requestId);
       const released: string[] = [];
       for (const [lock, holder] of [...this.#holders]) {
         if (holder.sessionId !== sessionId) continue;
@@ -303,8 +318,15 @@ export class FakeClusterWorker {
     return handle;
   }
 
-  /** Sets the leader index (-1: none) and whether keepalives are answered. */
-  async set(knobs: { leaderIndex?: number; answerKeepAlives?: boolean }): Promise<void> {
+  /** Sets the leader index (-1: none), whether keepalives (or anything) are answered. */
+  async set(
+    knobs: {
+      leaderIndex?: number;
+      answerKeepAlives?: boolean;
+      silent?: boolean;
+      appendError?: ErrorMessage | null;
+    },
+  ): Promise<void> {
     await this.#request("set", knobs);
   }
 

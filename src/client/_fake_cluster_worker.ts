@@ -31,6 +31,10 @@ scope.onmessage = async (event: MessageEvent<Request>) => {
       if (typeof args.answerKeepAlives === "boolean") {
         cluster.answerKeepAlives = args.answerKeepAlives;
       }
+      if (typeof args.silent === "boolean") cluster.silent = args.silent;
+      if (args.appendError !== undefined) {
+        cluster.appendError = args.appendError as FakeCluster["appendError"];
+      }
     } else if (op === "moveLeader") {
       cluster.moveLeader(Number(args.index));
     } else if (op === "received") {

@@ -97,8 +97,21 @@ export function lockServiceClient(): LockServiceClientConstructor {
   return cachedConstructor;
 }
 
-/** `dlock.v1.Error`. */
-export type ErrorMessage = { reason: string; message: string; leader: string };
+/** `dlock.v1.Downstream`. */
+export type DownstreamMessage = {
+  service: string;
+  address: string;
+  attempts: number;
+  unreachable: boolean;
+  problem: string;
+};
+/** `dlock.v1.Error` (`downstream` is null or absent when unset, or from older servers). */
+export type ErrorMessage = {
+  reason: string;
+  message: string;
+  leader: string;
+  downstream?: DownstreamMessage | null;
+};
 
 /** `dlock.v1.OpenSessionRequest`. */
 export type OpenSessionRequest = { clientName: string; ttlMs: number; openKey: string };

@@ -13,7 +13,7 @@
  *
  * @module
  */
-import { DlockError, type ErrorReason } from "../errors.ts";
+import { DlockError, DownstreamUnavailableError, type ErrorReason } from "../errors.ts";
 import {
   type CallOutcome,
   type Connection,
@@ -22,7 +22,13 @@ import {
   type TransportKind,
 } from "./_connection.ts";
 import { NativeStreamConnection } from "./_native_connection.ts";
-import type { ErrorMessage, StatusResponse, StreamOperation, StreamResponse } from "./_proto.ts";
+import type {
+  DownstreamMessage,
+  ErrorMessage,
+  StatusResponse,
+  StreamOperation,
+  StreamResponse,
+} from "./_proto.ts";
 import { toTypedError } from "./_errors.ts";
 
 /** Receives the client's diagnostic messages. */
@@ -36,6 +42,8 @@ export const silentLogger: ClientLogger = { debug() {}, warn() {} };
 
 /** How the router runs one operation. */
 export type InvokeOptions = {
+  /** What the operation does, for the error when retrying ends ("append to f5"). */
+  action?: string;
   /** Per-attempt bound; null for calls that legitimately wait (blocking acquire). */
   attemptTimeoutMs: number | null;
   /** Monotonic time (performance.now) after which retrying stops; null: no bound. */
@@ -45,6 +53,9 @@ export type InvokeOptions = {
   /** Called right after each attempt was sent (to cancel it later). */
   onSent?: (connection: Connection, call: PendingCall) => void;
 };
+
+/** Why the last attempt failed; `downstream` when a server answered but its filewriter did not. */
+type Problem = { text: string; server: string; downstream: DownstreamMessage | null };
 
 /** A definite answer and the monotonic time its (last) attempt was sent. */
 export type InvokeResult = { response: StreamResponse; sentAtMs: number };
@@ -117,14 +128,17 @@ export class Router {
    */
   async invoke(build: () => StreamOperation, options: InvokeOptions): Promise<InvokeResult> {
     let backoffMs = backoffInitialMs;
-    let lastProblem = "no attempt made";
+    let lastProblem: Problem = { text: "no attempt made", server: "", downstream: null };
+    const startedMs = performance.now();
     for (let attempt = 0;; attempt++) {
       options.beforeAttempt?.();
       if (this.#closed) throw new DlockError("UNAVAILABLE", "Cannot send as the client is closed");
       if (options.deadlineMs !== null && performance.now() >= options.deadlineMs) {
-        throw new DlockError(
-          "UNAVAILABLE",
-          `Cannot reach the dlock leader (tried ${attempt} times; last: ${lastProblem})`,
+        throw retriesExhausted(
+          options.action ?? "complete the request",
+          lastProblem,
+          attempt,
+          performance.now() - startedMs,
         );
       }
       const connection = this.#connect();
@@ -140,7 +154,7 @@ export class Router {
         backoffMs = backoffInitialMs;
         continue;
       }
-      this.#logger.debug(`retrying after: ${next.problem}`);
+      this.#logger.debug(`retrying after: ${next.problem.text}`);
       await sleepMs(Math.random() * backoffMs);
       backoffMs = Math.min(backoffMs * 2, backoffMaxMs);
     }
@@ -164,16 +178,15 @@ export class Router {
   ):
     | { kind: "done"; response: StreamResponse }
     | { kind: "fail"; error: Error }
-    | { kind: "retry-now" | "retry-later"; problem: string } {
+    | { kind: "retry-now" | "retry-later"; problem: Problem } {
     if (outcome.kind === "broken") {
       if (this.#connection === connection) this.#connection = null;
       this.#downUntilMs.set(connection.address, performance.now() + presumedDownMs);
       // Someone else already moved to another server: follow them without waiting.
-      if (this.#target !== connection.address) {
-        return { kind: "retry-now", problem: outcome.message };
-      }
+      const problem = { text: outcome.message, server: connection.address, downstream: null };
+      if (this.#target !== connection.address) return { kind: "retry-now", problem };
       this.#switchTo(this.#nextMember(connection.address));
-      return { kind: "retry-later", problem: outcome.message };
+      return { kind: "retry-later", problem };
     }
     const response = outcome.response;
     this.#downUntilMs.delete(connection.address);
@@ -183,8 +196,12 @@ export class Router {
     }
     const reason = error.reason as ErrorReason;
     if (reason === "NOT_LEADER") {
-      const problem = `${connection.address} is not the leader` +
-        (error.leader === "" ? " and knows no leader" : ` (leader: ${error.leader})`);
+      const problem = {
+        text: `${connection.address} is not the leader` +
+          (error.leader === "" ? " and knows no leader" : ` (leader: ${error.leader})`),
+        server: connection.address,
+        downstream: null,
+      };
       if (this.#target !== connection.address) return { kind: "retry-now", problem };
       if (
         error.leader !== "" && error.leader !== connection.address &&
@@ -198,7 +215,15 @@ export class Router {
       return { kind: "retry-later", problem };
     }
     if (reason === "UNAVAILABLE") {
-      return { kind: "retry-later", problem: `${connection.address}: ${error.message}` };
+      const downstream = error.downstream?.service ? error.downstream : null;
+      return {
+        kind: "retry-later",
+        problem: {
+          text: `${connection.address}: ${error.message}`,
+          server: connection.address,
+          downstream,
+        },
+      };
     }
     return { kind: "fail", error: toTypedError(error) };
   }
@@ -238,6 +263,50 @@ export class Router {
     const until = this.#downUntilMs.get(address);
     return until !== undefined && performance.now() < until;
   }
+}
+
+/**
+ * The error once retrying has run out: what could not be reached, by whom. When the last
+ * attempt reached a server that could not reach its filewriter, the leader is not what is
+ * down, so the message says so.
+ */
+function retriesExhausted(
+  action: string,
+  problem: Problem,
+  attempts: number,
+  elapsedMs: number,
+): DlockError {
+  const retried = `retried for ${formatSeconds(elapsedMs)}`;
+  const downstream = problem.downstream;
+  if (downstream === null) {
+    return new DlockError(
+      "UNAVAILABLE",
+      `Cannot ${action} as no dlock leader could be reached (tried ${attempts} ${
+        plural(attempts, "time")
+      }; ${retried}; last: ${problem.text})`,
+    );
+  }
+  const tried = downstream.attempts > 0
+    ? `the leader ${problem.server} tried ${downstream.attempts} ${
+      plural(downstream.attempts, "time")
+    }`
+    : `reported by the leader ${problem.server}`;
+  return new DownstreamUnavailableError(
+    `Cannot ${action} as the ${downstream.service} at ${downstream.address} is ${
+      downstream.unreachable ? "unreachable" : "failing"
+    } (${tried}; ${retried}): ${downstream.problem}`,
+    { ...downstream },
+    problem.server,
+  );
+}
+
+function plural(count: number, word: string): string {
+  return count === 1 ? word : `${word}s`;
+}
+
+function formatSeconds(durationMs: number): string {
+  const seconds = durationMs / 1_000;
+  return `${seconds >= 10 ? Math.round(seconds) : Math.round(seconds * 10) / 10} s`;
 }
 
 /** Resolves after `durationMs`. */

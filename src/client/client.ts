@@ -339,6 +339,7 @@ export class DlockClient implements AsyncDisposable {
         },
       }),
       {
+        action: `acquire ${name}`,
         attemptTimeoutMs: wait ? null : this.#attemptTimeoutMs,
         deadlineMs: wait ? null : performance.now() + this.#retryTimeoutMs,
         beforeAttempt: () => this.#assertOpen("acquire"),
@@ -443,7 +444,7 @@ export class DlockClient implements AsyncDisposable {
         () => ({
           release: { sessionId: this.sessionId, lock: handle.name, requestId, token: handle.token },
         }),
-        this.#plainInvokeOptions(true),
+        { ...this.#plainInvokeOptions(true), action: `release ${handle.name}` },
       );
       if (response.release === null || response.release === undefined) throw mismatch("release");
       if (!response.release.released) {
@@ -488,7 +489,7 @@ export class DlockClient implements AsyncDisposable {
             requestId,
           },
         }),
-        this.#plainInvokeOptions(true),
+        { ...this.#plainInvokeOptions(true), action: `append to ${file}` },
       );
       const result = response.append;
       if (result === null || result === undefined) throw mismatch("append");
@@ -565,6 +566,7 @@ export class DlockClient implements AsyncDisposable {
         result = await this.#router.invoke(
           () => ({ keepAlive: { sessionId: this.sessionId } }),
           {
+            action: `keep session ${this.sessionId} alive`,
             attemptTimeoutMs,
             deadlineMs: this.#leaseEndMs(),
             beforeAttempt: () => this.#assertOpen("keep the session alive"),
@@ -696,14 +698,17 @@ export async function connect(
     const deadlineMs = performance.now() + retryTimeoutMs;
     const discovered = await router.invoke(
       () => summaryStatus,
-      { attemptTimeoutMs, deadlineMs },
+      { action: "open a session", attemptTimeoutMs, deadlineMs },
     );
     if (discovered.response.status) router.learn(discovered.response.status);
     const openKey = crypto.randomUUID();
     const operation: StreamOperation = {
       openSession: { clientName: options.name, ttlMs, openKey },
     };
-    const opened = await router.invoke(() => operation, { attemptTimeoutMs, deadlineMs });
+    const opened = await router.invoke(
+      () => operation,
+      { action: "open a session", attemptTimeoutMs, deadlineMs },
+    );
     const session = opened.response.openSession;
     if (session === null || session === undefined) throw mismatch("openSession");
     const grantedTtlMs = session.ttlMs > 0 ? session.ttlMs : (ttlMs || limits.sessionTtlMsDefault);
@@ -738,6 +743,7 @@ export async function fetchStatus(
     const { response } = await router.invoke(
       () => ({ status: { locksLimit: options.locksLimit ?? 0 } }),
       {
+        action: "get the status",
         attemptTimeoutMs: 2_000,
         deadlineMs: performance.now() + (options.timeoutMs ?? 10_000),
       },

@@ -1,6 +1,12 @@
 import assert from "node:assert/strict";
 import { FakeClusterWorker } from "./_fake_cluster_test_helper.ts";
-import { connect, DlockError, NotHolderError, SessionExpiredError } from "./mod.ts";
+import {
+  connect,
+  DlockError,
+  DownstreamUnavailableError,
+  NotHolderError,
+  SessionExpiredError,
+} from "./mod.ts";
 
 const sanitize = { sanitizeOps: false, sanitizeResources: false };
 
@@ -220,7 +226,11 @@ Deno.test({
     const startedMs = performance.now();
     await assert.rejects(
       connect([deadAddress], { name: "a", retryTimeoutMs: 600 }),
-      (error: Error) => error instanceof DlockError && error.reason === "UNAVAILABLE",
+      (error: Error) =>
+        error instanceof DlockError && error.reason === "UNAVAILABLE" &&
+        !(error instanceof DownstreamUnavailableError) &&
+        /^Cannot open a session as no dlock leader could be reached \(tried \d+ times; retried for [0-9.]+ s; last: /
+          .test(error.message),
     );
     const elapsedMs = performance.now() - startedMs;
     assert.ok(elapsedMs >= 600 && elapsedMs < 5_000, `gave up after ${elapsedMs} ms`);
@@ -247,6 +257,63 @@ Deno.test({
         assert.ok(client.signal.reason instanceof SessionExpiredError);
       } finally {
         await client.close().catch(() => {});
+      }
+    } finally {
+      await cluster.stop();
+    }
+  },
+});
+
+Deno.test({
+  name: "a leader that answers but cannot reach its filewriter is reported as such, after retrying",
+  ...sanitize,
+  async fn() {
+    // The leader answers every attempt with UNAVAILABLE and a downstream (the filewriter):
+    // the client retries as for any UNAVAILABLE, and its final error names the filewriter,
+    // not "cannot reach the leader".
+    const cluster = await FakeClusterWorker.start(1);
+    try {
+      const client = await connect(cluster.addresses, {
+        name: "writer",
+        ttlMs: 5_000,
+        retryTimeoutMs: 600,
+      });
+      try {
+        const lock = await client.acquire("x");
+        await cluster.set({
+          appendError: {
+            reason: "UNAVAILABLE",
+            message: "Cannot append to f5 as the filewriter at localhost:1 is unreachable",
+            leader: "",
+            downstream: {
+              service: "filewriter",
+              address: "localhost:1",
+              attempts: 3,
+              unreachable: true,
+              problem: "fetch failed",
+            },
+          },
+        });
+        const error = await lock.append("f5", "data").then(
+          () => assert.fail("the append succeeded"),
+          (error: unknown) => error,
+        );
+        assert.ok(error instanceof DownstreamUnavailableError, String(error));
+        assert.equal(error.reason, "UNAVAILABLE");
+        assert.equal(error.server, cluster.addresses[0]);
+        assert.equal(error.downstream.service, "filewriter");
+        assert.match(
+          error.message,
+          new RegExp(
+            "^Cannot append to f5 as the filewriter at localhost:1 is unreachable " +
+              `\\(the leader ${cluster.addresses[0]} tried 3 times; retried for [0-9.]+ s\\): ` +
+              "fetch failed$",
+          ),
+        );
+        const appends = (await cluster.received()).filter((r) => r.kind === "append");
+        assert.ok(appends.length >= 2, `retried as any UNAVAILABLE (${appends.length} attempts)`);
+      } finally {
+        await client.close();
       }
     } finally {
       await cluster.stop();

@@ -34,6 +34,8 @@ export {
 } from "./client.ts";
 export {
   DlockError,
+  type Downstream,
+  DownstreamUnavailableError,
   type ErrorReason,
   InvalidArgumentError,
   NotHolderError,

@@ -25,9 +25,21 @@ import {
 
 /** The filewriter could not be reached or failed (5xx); safe to retry with the same request id. */
 export class FilewriterUnavailableError extends DlockError {
-  constructor(message: string, options?: ErrorOptions) {
+  /** Attempts made before giving up (0: not counted, e.g. one 5xx answer). */
+  readonly attempts: number;
+  /** The last failure alone, without the surrounding sentence (e.g. "fetch failed"). */
+  readonly problem: string;
+  /** True when no attempt got an HTTP answer at all (nothing listening, DNS, timeout). */
+  readonly unreachable: boolean;
+  constructor(
+    message: string,
+    options?: ErrorOptions & { attempts?: number; problem?: string; unreachable?: boolean },
+  ) {
     super("UNAVAILABLE", message, options);
     this.name = "FilewriterUnavailableError";
+    this.attempts = options?.attempts ?? 0;
+    this.problem = options?.problem ?? message;
+    this.unreachable = options?.unreachable ?? false;
   }
 }
 
@@ -211,12 +223,18 @@ export class FilewriterClient {
       if (!(error instanceof FilewriterUnavailableError)) throw error;
       lastError = error;
     }
-    if (lastError instanceof FilewriterUnavailableError) throw lastError;
+    if (lastError instanceof FilewriterUnavailableError) {
+      throw new FilewriterUnavailableError(lastError.message, {
+        cause: lastError,
+        attempts: this.#attemptsMax,
+        problem: lastError.message,
+        unreachable: false,
+      });
+    }
+    const problem = lastError instanceof Error ? lastError.message : String(lastError);
     throw new FilewriterUnavailableError(
-      `Cannot reach the filewriter at ${this.baseUrl} as every one of ${this.#attemptsMax} attempts failed: received ${
-        lastError instanceof Error ? lastError.message : String(lastError)
-      }`,
-      { cause: lastError },
+      `Cannot reach the filewriter at ${this.baseUrl} as every one of ${this.#attemptsMax} attempts failed: received ${problem}`,
+      { cause: lastError, attempts: this.#attemptsMax, problem, unreachable: true },
     );
   }
 }

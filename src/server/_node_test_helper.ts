@@ -7,7 +7,7 @@ import { LockStateMachine } from "../lock/mod.ts";
 import { silentLogger } from "../log.ts";
 import { RaftNode } from "../raft/mod.ts";
 import type { Transport } from "../transport/types.ts";
-import { LockNode, type LogStorage } from "./node.ts";
+import { type FilewriterAppender, LockNode, type LogStorage } from "./node.ts";
 
 /** What differs between the tests' nodes. */
 export interface TestNodeOptions {
@@ -18,6 +18,8 @@ export interface TestNodeOptions {
   readonly random: () => number;
   readonly onFatal: (error: unknown) => void;
   readonly electionTicks?: number;
+  /** The filewriter and its address (default: none). */
+  readonly filewriter?: { appender: FilewriterAppender; address: string };
   readonly logEntriesBeforeSnapshot?: number;
   /** Wall clock (default Date.now). */
   readonly nowMs?: () => number;
@@ -47,8 +49,8 @@ export function testLockNode(options: TestNodeOptions): LockNode {
     machine: new LockStateMachine(),
     snapshotIndex: 0,
     restoredHardState: empty,
-    filewriter: null,
-    filewriterAddress: "",
+    filewriter: options.filewriter?.appender ?? null,
+    filewriterAddress: options.filewriter?.address ?? "",
     logger: silentLogger,
     tickMs: 5,
     ...(options.logEntriesBeforeSnapshot === undefined

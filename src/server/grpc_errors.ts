@@ -10,7 +10,13 @@
  */
 // Types only: grpc-js is loaded when the first gRPC client connects (see grpc_api.ts).
 import type * as grpc from "@grpc/grpc-js";
-import { DlockError, type ErrorReason, NotLeaderError } from "../errors.ts";
+import {
+  DlockError,
+  type Downstream,
+  DownstreamUnavailableError,
+  type ErrorReason,
+  NotLeaderError,
+} from "../errors.ts";
 
 /**
  * gRPC status code of each reason (the codes are fixed by the gRPC specification:
@@ -34,6 +40,8 @@ export interface ErrorMessage {
   reason: string;
   message: string;
   leader: string;
+  /** Only for a {@link DownstreamUnavailableError}. */
+  downstream?: Downstream;
 }
 
 /** Normalizes anything thrown by an operation into a {@link DlockError} (INTERNAL → UNAVAILABLE). */
@@ -57,7 +65,13 @@ function leaderOf(error: DlockError): string {
 
 /** The in-band error message for a stream response. */
 export function toErrorMessage(error: DlockError): ErrorMessage {
-  return { reason: error.reason, message: error.message, leader: leaderOf(error) };
+  const message: ErrorMessage = {
+    reason: error.reason,
+    message: error.message,
+    leader: leaderOf(error),
+  };
+  if (error instanceof DownstreamUnavailableError) message.downstream = { ...error.downstream };
+  return message;
 }
 
 /**

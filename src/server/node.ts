@@ -41,6 +41,7 @@
  */
 import {
   DlockError,
+  DownstreamUnavailableError,
   InvalidArgumentError,
   NotHolderError,
   NotLeaderError,
@@ -48,6 +49,7 @@ import {
   SessionExpiredError,
   TimeoutError,
 } from "../errors.ts";
+import { FilewriterUnavailableError } from "../filewriter/client.ts";
 import { limits } from "../limits.ts";
 import {
   type ApplyOutcome,
@@ -1058,14 +1060,7 @@ export class LockNode {
       });
       return { offset: result.offset, duplicate: result.duplicate };
     } catch (error) {
-      if (error instanceof DlockError) throw error;
-      throw new DlockError(
-        "UNAVAILABLE",
-        `Cannot append as the filewriter at ${this.#options.filewriterAddress} failed: ${
-          error instanceof Error ? error.message : String(error)
-        }`,
-        { cause: error },
-      );
+      throw filewriterFailure(request.file, this.#options.filewriterAddress, error);
     }
   }
 
@@ -1161,5 +1156,30 @@ function unexpected(outcome: ApplyOutcome): DlockError {
   return new DlockError(
     "UNAVAILABLE",
     `Cannot answer the request as the state machine returned an unexpected result: ${outcome.result.type}`,
+  );
+}
+
+/**
+ * The error of an append the filewriter did not take: its own typed refusals as they are
+ * (stale fence, invalid input, overload), and anything that means "the filewriter is down"
+ * as a {@link DownstreamUnavailableError}, so the client can say that this server answered
+ * and the filewriter behind it did not.
+ */
+function filewriterFailure(file: string, address: string, error: unknown): DlockError {
+  if (error instanceof DlockError && !(error instanceof FilewriterUnavailableError)) return error;
+  const problem = error instanceof FilewriterUnavailableError
+    ? error.problem
+    : error instanceof Error
+    ? error.message
+    : String(error);
+  const attempts = error instanceof FilewriterUnavailableError ? error.attempts : 1;
+  const unreachable = !(error instanceof FilewriterUnavailableError) || error.unreachable;
+  return new DownstreamUnavailableError(
+    `Cannot append to ${file} as the filewriter at ${address} is ${
+      unreachable ? "unreachable" : "failing"
+    } (tried ${attempts} ${attempts === 1 ? "time" : "times"}): ${problem}`,
+    { service: "filewriter", address, attempts, unreachable, problem },
+    null,
+    { cause: error },
   );
 }

@@ -4,7 +4,8 @@
  * the new leader (same request id) takes effect exactly once.
  */
 import assert from "node:assert/strict";
-import { DlockError } from "../errors.ts";
+import { DlockError, DownstreamUnavailableError } from "../errors.ts";
+import { FilewriterClient } from "../filewriter/client.ts";
 import type { Entry, HardState, Message, Snapshot } from "../raft/types.ts";
 import type { ReceiveHandler, Transport } from "../transport/types.ts";
 import { LockNode, type LogStorage } from "./node.ts";
@@ -279,6 +280,69 @@ Deno.test({
       assert.notEqual(leader.machine.session(live.sessionId), null);
     } finally {
       for (const node of nodes) await node.stop();
+    }
+  },
+});
+
+Deno.test({
+  name: "lock node: an append the filewriter cannot take names the filewriter, not this server",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const address = `127.0.0.1:${(listener.addr as Deno.NetAddr).port}`;
+    listener.close(); // Nothing listens there: the filewriter is down.
+    const network = new Network();
+    const node = testLockNode({
+      self: "n1",
+      members: ["n1"],
+      storage: new MemoryStorage(),
+      transport: network.transport("n1"),
+      random: () => 0.5,
+      filewriter: {
+        appender: new FilewriterClient(address, { attemptsMax: 2, retryDelayMs: 10 }),
+        address,
+      },
+      onFatal: (error) => {
+        throw error;
+      },
+    });
+    try {
+      node.start();
+      await until(() => node.role === "leader");
+      const opened = await node.openSession({ clientName: "c", ttlMs: 60_000, openKey: "k" });
+      const granted = await node.acquire({
+        sessionId: opened.sessionId,
+        lock: "x",
+        requestId: 1,
+        wait: false,
+        timeoutMs: 0,
+      });
+      const error = await node.append({
+        sessionId: opened.sessionId,
+        lock: "x",
+        token: granted.token,
+        file: "f5",
+        data: new TextEncoder().encode("data"),
+        requestId: "r1",
+      }).then(() => assert.fail("the append succeeded"), (error: unknown) => error);
+      assert.ok(error instanceof DownstreamUnavailableError, String(error));
+      assert.equal(error.reason, "UNAVAILABLE", "retry-safe, as before");
+      assert.deepEqual(error.downstream, {
+        service: "filewriter",
+        address,
+        attempts: 2,
+        unreachable: true,
+        problem: (error.downstream as { problem: string }).problem,
+      });
+      assert.match(
+        error.message,
+        new RegExp(
+          `^Cannot append to f5 as the filewriter at ${address} is unreachable \\(tried 2 times\\): .+`,
+        ),
+      );
+    } finally {
+      await node.stop();
     }
   },
 });

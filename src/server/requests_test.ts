@@ -11,7 +11,7 @@ import {
 } from "./requests.ts";
 import * as grpc from "@grpc/grpc-js";
 import { statusCodeByReason, toErrorMessage, toServiceError } from "./grpc_errors.ts";
-import { NotLeaderError } from "../errors.ts";
+import { DownstreamUnavailableError, NotLeaderError } from "../errors.ts";
 import { clusterIdOf } from "./cluster_id.ts";
 
 Deno.test("requests: valid requests parse, defaults resolve", () => {
@@ -107,6 +107,20 @@ Deno.test("grpc errors: one mapping, metadata and in-band forms agree", () => {
     reason: "NOT_LEADER",
     message: error.message,
     leader: "10.0.0.1:5000",
+  });
+  const downstream = {
+    service: "filewriter",
+    address: "localhost:8080",
+    attempts: 3,
+    unreachable: true,
+    problem: "fetch failed",
+  };
+  const down = new DownstreamUnavailableError("Cannot append to f", downstream);
+  assert.deepEqual(toErrorMessage(down), {
+    reason: "UNAVAILABLE",
+    message: "Cannot append to f",
+    leader: "",
+    downstream,
   });
   assert.equal(statusCodeByReason.STALE_FENCE, 9);
   assert.equal(statusCodeByReason.INVALID_ARGUMENT, 3);
