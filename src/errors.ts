@@ -54,6 +54,19 @@ export class SessionExpiredError extends DlockError {
   }
 }
 
+/**
+ * The client gave up on its session: no keepalive was confirmed in time (cluster
+ * unreachable, or this process paused). Its locks can no longer be used by this client,
+ * but the cluster may still hold the session, and with it the locks, until it closes the
+ * session (the client keeps asking it to) or expires it a TTL after it last heard from it.
+ */
+export class SessionPresumedLostError extends SessionExpiredError {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "SessionPresumedLostError";
+  }
+}
+
 /** The session does not hold the lock (or holds it with another token). */
 export class NotHolderError extends DlockError {
   constructor(message: string, options?: ErrorOptions) {

@@ -8,7 +8,12 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { connect, type DlockClient, type LockHandle } from "../client/mod.ts";
+import {
+  connect,
+  type DlockClient,
+  type LockHandle,
+  SessionPresumedLostError,
+} from "../client/mod.ts";
 import {
   checkClientName,
   describeError,
@@ -171,6 +176,8 @@ function listen(signal: Deno.Signal, handler: () => void): () => void {
 class Repl {
   readonly #settings: Settings;
   #client: DlockClient | null = null;
+  /** Sessions lost earlier, whose clients may still be closing them on the cluster. */
+  #lost: DlockClient[] = [];
   #last: LockHandle | null = null;
   #current: AbortController | null = null;
   #exiting: Promise<void> | null = null;
@@ -189,10 +196,10 @@ class Repl {
     const client = this.#client;
     if (client !== null && !client.signal.aborted) return client;
     if (client !== null) {
-      console.log(
-        `session ${client.sessionId} was lost: its locks are gone; opening a new session`,
-      );
-      await client.close().catch(() => {});
+      console.log(`${describeLoss(client)}; opening a new session`);
+      // A session given up on is still being closed on the cluster in the background; that
+      // goes on while this REPL runs (exit() gives it one more retry bound, then stops it).
+      this.#lost.push(client);
       this.#client = null;
       this.#last = null;
     }
@@ -299,8 +306,16 @@ class Repl {
   }
 
   async #closeSession(): Promise<void> {
+    const lost = this.#lost;
+    this.#lost = [];
+    const lostClosed = Promise.all(lost.map((client) => client.close().catch(() => {})));
     const client = this.#client;
     this.#client = null;
+    await this.#exitClient(client);
+    await lostClosed;
+  }
+
+  async #exitClient(client: DlockClient | null): Promise<void> {
     if (client === null) return;
     const held = [...client.locks.keys()];
     try {
@@ -400,4 +415,17 @@ async function* readLines(
     }
   }
   if (buffered !== "") yield buffered;
+}
+
+/**
+ * What became of a lost session, truthfully: a session the cluster reported expired has
+ * released its locks; one this client gave up on may still hold them on the cluster.
+ */
+function describeLoss(client: DlockClient): string {
+  if (client.signal.reason instanceof SessionPresumedLostError) {
+    return `session ${client.sessionId} given up: no keepalive was confirmed in time, so its ` +
+      "locks can no longer be used by this client; the cluster releases them when it closes " +
+      "the session (this client keeps asking it to) or expires it";
+  }
+  return `session ${client.sessionId} expired on the cluster: its locks were released`;
 }

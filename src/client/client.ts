@@ -11,8 +11,9 @@
  * sends a keepalive every `ttlMs / 3` and, if none is confirmed for
  * `ttlMs - ttlMs / 4` after the send time of the last confirmed one, presumes the
  * session lost: it aborts `client.signal` and every lock's `signal`, fails pending and
- * later operations with SessionExpiredError, and closes the session on the server if it
- * can still reach it. The quarter-TTL margin absorbs scheduling delays of this process;
+ * later operations with SessionPresumedLostError (a SessionExpiredError), and keeps
+ * asking the cluster to close the session (bounded: see `#closeLostSession`), since the
+ * cluster may still hold it and its locks. The quarter-TTL margin absorbs scheduling delays of this process;
  * a process paused for longer than that (SIGSTOP, GC, swap) is exactly what fencing
  * tokens at the storage are for.
  *
@@ -23,6 +24,7 @@ import {
   InvalidArgumentError,
   NotHolderError,
   SessionExpiredError,
+  SessionPresumedLostError,
   TimeoutError,
 } from "../errors.ts";
 import { limits } from "../limits.ts";
@@ -96,6 +98,10 @@ const defaultRetryTimeoutMs = 15_000;
 const defaultAttemptTimeoutMs = 5_000;
 /** How long after the server-side acquire timeout the client stops waiting by itself. */
 const acquireTimeoutGraceMs = 1_000;
+/** How long the client keeps trying to close a session it gave up on (see #closeLostSession). */
+const lostSessionCloseMaxMs = 10 * 60_000;
+/** The pause between rounds of those tries: doubling from `initial` up to `max`. */
+const lostSessionClosePauseMs = { initial: 500, max: 5_000 };
 
 type ClientState = "open" | "lost" | "closing" | "closed";
 
@@ -211,6 +217,8 @@ export class DlockClient implements AsyncDisposable {
   readonly #attemptTimeoutMs: number;
   readonly #controller = new AbortController();
   readonly #stopController = new AbortController();
+  /** Stops the background close of a lost session (close() does). */
+  readonly #backgroundCloseStop = new AbortController();
   readonly #locks = new Map<string, LockHandle>();
   readonly #operations: LockOperations;
   #state: ClientState = "open";
@@ -601,30 +609,79 @@ export class DlockClient implements AsyncDisposable {
   #lose(kind: "expired" | "presumed", detail: string): void {
     if (this.#state !== "open") return;
     this.#state = "lost";
-    const error = new SessionExpiredError(
-      kind === "expired"
-        ? `Session ${this.sessionId} expired: ${detail}`
-        : `Session ${this.sessionId} is presumed lost as no keepalive was confirmed within ${
+    const error = kind === "expired"
+      ? new SessionExpiredError(`Session ${this.sessionId} expired: ${detail}`)
+      : new SessionPresumedLostError(
+        `Session ${this.sessionId} is presumed lost as no keepalive was confirmed within ${
           Math.round(this.ttlMs * 0.75)
         } ms: ${detail}`,
-    );
+      );
     this.#logger.warn(error.message);
     this.#stopBackground();
     for (const handle of this.#locks.values()) handle.markLost(error);
     this.#locks.clear();
     this.#controller.abort(error);
     this.#router.resetConnection("session lost");
-    // The cluster may still hold the session (only we lost touch): close it so its locks
-    // go to the next waiters now rather than after the TTL. Keep trying as long as any other
-    // call would: while no leader answers, the session's end keeps moving (every new leader
-    // gives each session a fresh TTL), so giving up after one TTL, while the cluster is down
-    // or restarting, would leave its locks held for a whole TTL after it is back.
     if (kind === "presumed") {
-      const closing = this.#closeSessionOnServer(Math.max(this.ttlMs, this.#retryTimeoutMs));
-      // Nobody may ever await it (close() does): its failure is logged, and must not be
-      // an unhandled rejection, which would end the process.
+      const closing = this.#closeLostSession();
+      // Nobody may ever await it (close() does, bounded): it must never reject, as an
+      // unhandled rejection would end the process.
       closing.catch(() => {});
       this.#backgroundClose = closing;
+    }
+  }
+
+  /**
+   * Closes a session this client gave up on, so its locks go to the next waiters now
+   * rather than a whole TTL after the cluster is reachable again (a new leader gives every
+   * session a fresh TTL, so a session is not expired during an outage, however long).
+   * Keeps trying, with the same request id, in rounds of one retry bound with a pause
+   * between them, until: the cluster closed it, the cluster says it is already gone
+   * (SESSION_EXPIRED), the cluster refuses for another reason, {@link lostSessionCloseMaxMs}
+   * passed, or close() stopped it. Never rejects.
+   */
+  async #closeLostSession(): Promise<void> {
+    const stop = this.#backgroundCloseStop.signal;
+    const giveUpAtMs = performance.now() + lostSessionCloseMaxMs;
+    const requestId = this.#nextRequestId++;
+    let pauseMs = lostSessionClosePauseMs.initial;
+    for (let round = 1; !stop.aborted; round++) {
+      try {
+        await this.#router.invoke(
+          () => ({ closeSession: { sessionId: this.sessionId, requestId } }),
+          {
+            action: `close session ${this.sessionId}`,
+            attemptTimeoutMs: this.#attemptTimeoutMs,
+            deadlineMs: Math.min(
+              giveUpAtMs,
+              performance.now() + Math.max(this.ttlMs, this.#retryTimeoutMs),
+            ),
+            beforeAttempt: () => {
+              if (stop.aborted) throw new DlockError("CANCELLED", "the client was closed");
+            },
+          },
+        );
+        this.#logger.debug(`closed lost session ${this.sessionId} (round ${round})`);
+        return;
+      } catch (error) {
+        if (error instanceof SessionExpiredError) return; // Already closed or expired.
+        if (stop.aborted) return;
+        const retryable = error instanceof DlockError && error.reason === "UNAVAILABLE";
+        if (!retryable || performance.now() + pauseMs >= giveUpAtMs) {
+          this.#logger.warn(
+            `gave up closing lost session ${this.sessionId} after ${round} rounds (the cluster ` +
+              `expires it a TTL after it last heard from it): ${String(error)}`,
+          );
+          return;
+        }
+        this.#logger.debug(
+          `could not close lost session ${this.sessionId} yet (round ${round}): ${String(error)}`,
+        );
+      }
+      // Not a reason to keep the process alive: an application that is otherwise done may
+      // exit (the cluster then expires the session after its TTL).
+      await sleepUnless(pauseMs, stop, { unref: true });
+      pauseMs = Math.min(pauseMs * 2, lostSessionClosePauseMs.max);
     }
   }
 
@@ -633,7 +690,11 @@ export class DlockClient implements AsyncDisposable {
     try {
       await this.#router.invoke(
         () => ({ closeSession: { sessionId: this.sessionId, requestId } }),
-        { attemptTimeoutMs: this.#attemptTimeoutMs, deadlineMs: performance.now() + budgetMs },
+        {
+          action: `close session ${this.sessionId}`,
+          attemptTimeoutMs: this.#attemptTimeoutMs,
+          deadlineMs: performance.now() + budgetMs,
+        },
       );
     } catch (error) {
       if (error instanceof SessionExpiredError) return;
@@ -654,7 +715,16 @@ export class DlockClient implements AsyncDisposable {
     let failure: unknown = null;
     try {
       if (wasOpen) await this.#closeSessionOnServer(this.#retryTimeoutMs);
-      else if (this.#backgroundClose !== null) await this.#backgroundClose.catch(() => {});
+      else if (this.#backgroundClose !== null) {
+        // A lost session still being closed: give that one more retry bound, then stop it.
+        const stop = this.#backgroundCloseStop;
+        await sleepUnless(this.#retryTimeoutMs, stop.signal, {
+          until: this.#backgroundClose,
+        });
+        stop.abort();
+        this.#router.close(); // Ends an attempt in flight at once.
+        await this.#backgroundClose;
+      }
     } catch (error) {
       failure = error;
     }
@@ -762,11 +832,21 @@ function mismatch(expected: string): DlockError {
   );
 }
 
-function sleepUnless(durationMs: number, signal: AbortSignal): Promise<void> {
+/**
+ * Resolves after `durationMs`, or at once when `signal` aborts or `options.until` settles.
+ * `unref`: the timer alone does not keep the process alive.
+ */
+function sleepUnless(
+  durationMs: number,
+  signal: AbortSignal,
+  options: { unref?: boolean; until?: Promise<unknown> } = {},
+): Promise<void> {
   return new Promise((resolve) => {
     if (signal.aborted) return resolve();
     const timer = setTimeout(done, durationMs);
+    if (options.unref === true) Deno.unrefTimer(timer);
     signal.addEventListener("abort", done, { once: true });
+    options.until?.then(done, done);
     function done() {
       clearTimeout(timer);
       signal.removeEventListener("abort", done);

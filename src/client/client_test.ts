@@ -6,6 +6,7 @@ import {
   DownstreamUnavailableError,
   NotHolderError,
   SessionExpiredError,
+  SessionPresumedLostError,
 } from "./mod.ts";
 
 const sanitize = { sanitizeOps: false, sanitizeResources: false };
@@ -209,10 +210,71 @@ Deno.test({
       3_000,
       "the session presumed lost",
     );
-    assert.ok(client.signal.reason instanceof SessionExpiredError);
-    // The background close gives up after max(TTL, retry bound) = 1 s; wait past that.
+    assert.ok(client.signal.reason instanceof SessionPresumedLostError);
+    // The background close keeps trying in rounds of max(TTL, retry bound) = 1 s; wait past
+    // one, so at least one round has failed.
     await new Promise((resolve) => setTimeout(resolve, 1_500));
+    // close() gives it one more retry bound, then stops it: it does not wait for the
+    // background close's own limit (minutes).
+    const closingMs = performance.now();
     await client.close();
+    const closeMs = performance.now() - closingMs;
+    assert.ok(closeMs < 300 + 1_500, `close() stopped the background close (${closeMs} ms)`);
+  },
+});
+
+Deno.test({
+  name:
+    "a session presumed lost is closed once the cluster answers again, however long it was away",
+  ...sanitize,
+  async fn() {
+    // The cluster does not answer for longer than the old background close tried (max(TTL,
+    // retry bound) = 1 s): a new leader would give the session a fresh TTL, so only this
+    // close frees its locks before a whole TTL has passed again.
+    const cluster = await FakeClusterWorker.start(1);
+    try {
+      const client = await connect(cluster.addresses, {
+        name: "a",
+        ttlMs: 1_000,
+        retryTimeoutMs: 300,
+        attemptTimeoutMs: 200,
+      });
+      try {
+        await client.acquire("x");
+        await cluster.set({ silent: true });
+        await withTimeout(
+          new Promise((resolve) => client.signal.addEventListener("abort", resolve)),
+          3_000,
+          "the session presumed lost",
+        );
+        assert.ok(client.signal.reason instanceof SessionPresumedLostError);
+        await new Promise((resolve) => setTimeout(resolve, 3_000));
+        const closesBefore = (await cluster.received()).filter((r) => r.kind === "closeSession");
+        assert.equal(closesBefore.length, 0, "nothing answered while the cluster was silent");
+        await cluster.set({ silent: false });
+        const backMs = performance.now();
+        const closed = await withTimeout(
+          (async () => {
+            for (;;) {
+              const closes = (await cluster.received()).filter((r) =>
+                r.kind === "closeSession" && r.sessionId === client.sessionId
+              );
+              if (closes.length > 0) return closes;
+              await new Promise((resolve) => setTimeout(resolve, 50));
+            }
+          })(),
+          8_000,
+          "the lost session's close after the cluster is back",
+        );
+        assert.equal(closed.length, 1, "closed once");
+        const afterMs = performance.now() - backMs;
+        assert.ok(afterMs < 7_000, `closed ${afterMs} ms after the cluster was back`);
+      } finally {
+        await client.close();
+      }
+    } finally {
+      await cluster.stop();
+    }
   },
 });
 

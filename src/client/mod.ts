@@ -41,6 +41,7 @@ export {
   NotHolderError,
   ResourceExhaustedError,
   SessionExpiredError,
+  SessionPresumedLostError,
   StaleFenceError,
   TimeoutError,
 } from "../errors.ts";

@@ -419,8 +419,10 @@ Deno.test({
       // cluster to close it. The cluster stays down for longer than a TTL after that, and
       // on restart the new leader gives every session a fresh TTL: only that close makes
       // the lock free before a whole TTL has passed again.
+      // A retry bound below the TTL: the close is not limited to max(TTL, retry bound) (4 s
+      // here, over before the cluster is back), it goes on until the cluster answers.
       const ttlMs = 4_000;
-      holder = await connect(cluster.addresses, { name: "holder", ttlMs });
+      holder = await connect(cluster.addresses, { name: "holder", ttlMs, retryTimeoutMs: 1_000 });
       const lock = await holder.acquire("k");
       const sessionId = holder.sessionId;
       await Promise.all(cluster.addresses.map((_, index) => cluster.killServer(index)));
