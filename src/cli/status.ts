@@ -5,7 +5,13 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { fetchStatus, type StatusResponse } from "../client/mod.ts";
+import {
+  fetchStatus,
+  type Member,
+  type MemberProbe,
+  probeMembers,
+  type StatusResponse,
+} from "../client/mod.ts";
 import {
   describeError,
   resolveServers,
@@ -18,7 +24,10 @@ import { usageFailure } from "./_usage.ts";
 const usage = `Usage: dlock status [SERVER] [options]
 
 Prints the cluster as the leader sees it: members, leader, term, commit index,
-sessions, and locks with their holders, tokens and waiters.
+sessions, and locks with their holders, tokens and waiters. Every member is also asked
+for its own role; one that does not answer is shown as not answering, never with a role.
+When no leader answers, the sessions and locks come from another member and may be out
+of date (they are labelled so, and the exit code is 3).
 
 Options:
 ${serversHelp}
@@ -27,7 +36,9 @@ ${serversHelp}
   --timeout S                give up after S seconds, S > 0 (default 10)
   -h, --help                 show this help
 
-Exit codes: 0 ok, 1 no server answered, 2 bad usage.`;
+Exit codes: 0 the leader answered (members may still be down: see the table),
+1 no server answered, 2 bad usage, 3 no leader answered (no leader is known, or it did
+not answer): what is shown comes from another member and may be out of date.`;
 
 /** Runs `dlock status`; returns the exit code. */
 export async function run(args: string[]): Promise<number> {
@@ -66,8 +77,14 @@ export async function run(args: string[]): Promise<number> {
   }
   try {
     const status = await fetchStatus(servers, { locksLimit, timeoutMs });
-    console.log(json ? JSON.stringify(status, null, 2) : formatStatus(status));
-    return 0;
+    if (json) {
+      console.log(JSON.stringify(status, null, 2));
+    } else {
+      const others = status.members.map((m) => m.address).filter((a) => a !== status.self);
+      const probes = await probeMembers(others, { timeoutMs: Math.min(2_000, timeoutMs) });
+      console.log(formatStatus(status, probes));
+    }
+    return fromLeader(status) ? 0 : 3;
   } catch (error) {
     console.error(
       `dlock status: cannot get the status from ${servers.join(",")}: ${describeError(error)}`,
@@ -76,8 +93,17 @@ export async function run(args: string[]): Promise<number> {
   }
 }
 
-/** The status as aligned plain-text tables. */
-export function formatStatus(status: StatusResponse): string {
+/** True when the status was answered by the leader itself (so it is current). */
+export function fromLeader(status: StatusResponse): boolean {
+  return status.leader !== "" && status.leader === status.self;
+}
+
+/**
+ * The status as aligned plain-text tables. `probes` are the other members' own answers
+ * (see probeMembers): a member's role is shown only from a live answer, its own or the
+ * answering member's; without a probe, a member's role is shown as unknown.
+ */
+export function formatStatus(status: StatusResponse, probes: readonly MemberProbe[] = []): string {
   const lines: string[] = [];
   lines.push(
     `leader ${status.leader || "(none)"}  term ${status.term}  commit ${status.commitIndex}  ` +
@@ -86,14 +112,17 @@ export function formatStatus(status: StatusResponse): string {
   if (status.filewriter !== "") lines.push(`filewriter ${status.filewriter}`);
   lines.push("");
   lines.push(...table(
-    ["MEMBER", "ROLE"],
+    ["MEMBER", "STATE"],
     status.members.map((member) => [
       member.address,
-      (member.isLeader ? "leader" : "follower") + (member.isSelf ? " (answered)" : ""),
+      memberState(status, member, probes.find((probe) => probe.address === member.address)),
     ]),
   ));
+  const stale = fromLeader(status)
+    ? ""
+    : ` from ${status.self}, not the leader: may be out of date`;
   lines.push("");
-  lines.push(`SESSIONS (${status.sessionCount})`);
+  lines.push(`SESSIONS (${status.sessionCount})${stale}`);
   if (status.sessions.length > 0) {
     lines.push(...table(
       ["ID", "NAME", "TTL", "HELD", "WAITING"],
@@ -108,7 +137,7 @@ export function formatStatus(status: StatusResponse): string {
   }
   lines.push("");
   const shown = status.locks.length < status.lockCount ? ` (showing ${status.locks.length})` : "";
-  lines.push(`LOCKS (${status.lockCount})${shown}`);
+  lines.push(`LOCKS (${status.lockCount})${shown}${stale}`);
   if (status.locks.length > 0) {
     lines.push(...table(
       ["NAME", "TOKEN", "HOLDER", "WAITERS"],
@@ -122,6 +151,45 @@ export function formatStatus(status: StatusResponse): string {
     ));
   }
   return lines.join("\n");
+}
+
+/**
+ * One member's row: its role only from a live answer (its own, or its own probe), and what
+ * the leader last heard from it when the leader answered.
+ */
+function memberState(
+  status: StatusResponse,
+  member: Member,
+  probe: MemberProbe | undefined,
+): string {
+  const contact = leaderContact(status, member);
+  if (member.isSelf || member.address === status.self) return `${status.role} (answered)`;
+  if (probe?.status) {
+    return probe.status.role + (contact === null ? "" : `, ${contact.text}`);
+  }
+  if (probe !== undefined) {
+    return "not answering" + (contact === null ? "" : ` (${contact.text})`) + `: ${probe.problem}`;
+  }
+  // Not asked: only the leader's view of it, if this is the leader.
+  if (contact === null) return "role unknown (not asked)";
+  return contact.stale ? `not answering (${contact.text})` : `answering (${contact.text})`;
+}
+
+/** What the answering leader last heard from `member`; null when it is not the leader. */
+function leaderContact(
+  status: StatusResponse,
+  member: Member,
+): { text: string; stale: boolean } | null {
+  if (!fromLeader(status) || member.address === status.self) return null;
+  if (member.contactKnown === undefined) return null; // A server without the field.
+  if (!member.contactKnown) return { text: "the leader has not heard from it", stale: true };
+  const agoMs = member.lastContactMsAgo ?? 0;
+  const timeoutMs = status.electionTimeoutMs ?? 0;
+  return {
+    text: `last contact ${(agoMs / 1000).toFixed(1)} s ago` +
+      (member.matchIndex ? `, match ${member.matchIndex}` : ""),
+    stale: timeoutMs > 0 && agoMs > timeoutMs,
+  };
 }
 
 function table(header: string[], rows: string[][]): string[] {

@@ -153,7 +153,15 @@ export type AppendResponse = { offset: number; duplicate: boolean };
 /** `dlock.v1.StatusRequest`. */
 export type StatusRequest = { locksLimit: number; summaryOnly?: boolean };
 /** `dlock.v1.Member`. */
-export type Member = { address: string; isLeader: boolean; isSelf: boolean };
+export type Member = {
+  address: string;
+  isLeader: boolean;
+  isSelf: boolean;
+  /** Absent from servers older than this field, and from the fake test cluster. */
+  contactKnown?: boolean;
+  lastContactMsAgo?: number;
+  matchIndex?: number;
+};
 /** `dlock.v1.SessionInfo`. */
 export type SessionInfo = {
   id: number;
@@ -186,6 +194,8 @@ export type StatusResponse = {
   lockCount: number;
   sessionCount: number;
   filewriter: string;
+  /** 0 or absent: not reported. */
+  electionTimeoutMs?: number;
 };
 /** `dlock.v1.CancelRequest`. */
 export type CancelRequest = { callId: number };

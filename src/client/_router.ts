@@ -44,6 +44,8 @@ export const silentLogger: ClientLogger = { debug() {}, warn() {} };
 export type InvokeOptions = {
   /** What the operation does, for the error when retrying ends ("append to f5"). */
   action?: string;
+  /** What failed, for that error (default "no dlock leader could be reached"). */
+  failure?: string;
   /** Per-attempt bound; null for calls that legitimately wait (blocking acquire). */
   attemptTimeoutMs: number | null;
   /** Monotonic time (performance.now) after which retrying stops; null: no bound. */
@@ -136,6 +138,7 @@ export class Router {
       if (options.deadlineMs !== null && performance.now() >= options.deadlineMs) {
         throw retriesExhausted(
           options.action ?? "complete the request",
+          options.failure ?? "no dlock leader could be reached",
           lastProblem,
           attempt,
           performance.now() - startedMs,
@@ -272,6 +275,7 @@ export class Router {
  */
 function retriesExhausted(
   action: string,
+  failure: string,
   problem: Problem,
   attempts: number,
   elapsedMs: number,
@@ -281,9 +285,10 @@ function retriesExhausted(
   if (downstream === null) {
     return new DlockError(
       "UNAVAILABLE",
-      `Cannot ${action} as no dlock leader could be reached (tried ${attempts} ${
+      `Cannot ${action} as ${failure} (tried ${attempts} ${
         plural(attempts, "time")
       }; ${retried}; last: ${problem.text})`,
+      { cause: new Error(problem.text) },
     );
   }
   const tried = downstream.attempts > 0

@@ -797,7 +797,9 @@ export async function connect(
 }
 
 /**
- * Reads the cluster status without opening a session (as `dlock status` does).
+ * Reads the cluster status without opening a session (as `dlock status` does): from the
+ * leader when one is known and answers in time, else from whichever member answered
+ * (check `self` against `leader`: a member that is not the leader may be behind).
  * @throws {DlockError} UNAVAILABLE when no server answers within `timeoutMs`.
  */
 export async function fetchStatus(
@@ -809,20 +811,77 @@ export async function fetchStatus(
     options.logger ?? silentLogger,
     options.transport ?? "native",
   );
-  try {
+  const deadlineMs = performance.now() + (options.timeoutMs ?? 10_000);
+  const ask = async () => {
     const { response } = await router.invoke(
       () => ({ status: { locksLimit: options.locksLimit ?? 0 } }),
-      {
-        action: "get the status",
-        attemptTimeoutMs: 2_000,
-        deadlineMs: performance.now() + (options.timeoutMs ?? 10_000),
-      },
+      { action: "get the status", attemptTimeoutMs: 2_000, deadlineMs },
     );
     if (response.status === null || response.status === undefined) throw mismatch("status");
     return response.status;
+  };
+  try {
+    const first = await ask();
+    if (first.leader === "" || first.leader === first.self) return first;
+    // Any member answers Status; only the leader's answer is current. Ask it once.
+    router.learn(first);
+    try {
+      const fromLeader = await ask();
+      return fromLeader.self === fromLeader.leader ? fromLeader : first;
+    } catch {
+      return first;
+    }
   } finally {
     router.close();
   }
+}
+
+/** One member's own answer to a summary Status, or why it gave none. */
+export type MemberProbe = {
+  address: string;
+  /** The member's own view (role, term, leader, commit index); null when it did not answer. */
+  status: StatusResponse | null;
+  /** Why it did not answer (when `status` is null). */
+  problem: string;
+};
+
+/**
+ * Asks every one of `addresses` for its own summary status, in parallel, each within
+ * `timeoutMs` (as `etcdctl endpoint status` does): a member's role is only known from its
+ * own live answer.
+ */
+export function probeMembers(
+  addresses: readonly string[],
+  options: { timeoutMs?: number; transport?: TransportKind } = {},
+): Promise<MemberProbe[]> {
+  const timeoutMs = options.timeoutMs ?? 2_000;
+  return Promise.all(addresses.map(async (address): Promise<MemberProbe> => {
+    const router = new Router([address], silentLogger, options.transport ?? "native");
+    try {
+      const { response } = await router.invoke(() => summaryStatus, {
+        action: `get the status of ${address}`,
+        failure: "it did not answer",
+        attemptTimeoutMs: timeoutMs,
+        deadlineMs: performance.now() + timeoutMs,
+      });
+      if (response.status === null || response.status === undefined) throw mismatch("status");
+      return { address, status: response.status, problem: "" };
+    } catch (error) {
+      return {
+        address,
+        status: null,
+        problem: lastFailure(error),
+      };
+    } finally {
+      router.close();
+    }
+  }));
+}
+
+/** The last attempt's failure ("Connection refused"): it says more than the retry summary. */
+function lastFailure(error: unknown): string {
+  const last = error instanceof DlockError && error.cause instanceof Error ? error.cause : error;
+  return last instanceof Error ? last.message : String(last);
 }
 
 function mismatch(expected: string): DlockError {

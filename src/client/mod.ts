@@ -26,6 +26,8 @@ export {
   type LockHandle,
   type LockInfo,
   type Member,
+  type MemberProbe,
+  probeMembers,
   type SessionInfo,
   type StatusOptions,
   type StatusResponse,

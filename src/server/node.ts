@@ -144,6 +144,8 @@ export interface LockNodeOptions {
   readonly logger: Logger;
   /** Milliseconds per Raft tick. */
   readonly tickMs: number;
+  /** The election timeout, reported by status (default: not reported). */
+  readonly electionTimeoutMs?: number;
   /** Applied entries between snapshots (default limits.logEntriesBeforeSnapshot). */
   readonly logEntriesBeforeSnapshot?: number;
   /** Wall clock, for the timestamps in commands (shown by status); default Date.now. */
@@ -246,6 +248,8 @@ export class LockNode {
   #commitSavedAtMs = -Infinity;
   #commitFlushWanted = false;
   readonly #matchIndex = new Map<NodeId, number>();
+  /** When this server last heard from each member (monotonic ms; status shows it). */
+  readonly #lastHeardMs = new Map<NodeId, number>();
 
   // Requests in flight.
   readonly #pending = new Map<number, PendingProposal>();
@@ -305,7 +309,9 @@ export class LockNode {
 
   #receive(messages: readonly Message[]): void {
     if (this.#stopped) return;
+    const nowMs = performance.now();
     for (const message of messages) {
+      this.#lastHeardMs.set(message.from, nowMs);
       if (message.type === "appendResp" && message.reject !== true && message.index !== undefined) {
         const known = this.#matchIndex.get(message.from) ?? 0;
         if (message.index > known) this.#matchIndex.set(message.from, message.index);
@@ -1076,11 +1082,19 @@ export class LockNode {
       term: raft.term,
       commitIndex: raft.commit,
       appliedIndex: this.#appliedIndex,
-      members: [...this.#options.members].map((address) => ({
-        address,
-        isLeader: address === leader,
-        isSelf: address === this.#options.self,
-      })),
+      members: [...this.#options.members].map((address) => {
+        const heardMs = this.#lastHeardMs.get(address);
+        return {
+          address,
+          isLeader: address === leader,
+          isSelf: address === this.#options.self,
+          contactKnown: heardMs !== undefined && address !== this.#options.self,
+          lastContactMsAgo: heardMs === undefined
+            ? 0
+            : Math.max(0, Math.round(performance.now() - heardMs)),
+          matchIndex: this.#role === "leader" ? this.#matchIndex.get(address) ?? 0 : 0,
+        };
+      }),
       sessions: this.#machine.sessions({ limit: request.locksLimit }).map((session) => ({
         id: session.id,
         clientName: session.clientName,
@@ -1101,6 +1115,7 @@ export class LockNode {
       lockCount: counts.locks,
       sessionCount: counts.sessions,
       filewriter: this.#options.filewriterAddress,
+      electionTimeoutMs: this.#options.electionTimeoutMs ?? 0,
     };
   }
 

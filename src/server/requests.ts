@@ -99,7 +99,14 @@ export interface StatusResponse {
   term: number;
   commitIndex: number;
   appliedIndex: number;
-  members: { address: string; isLeader: boolean; isSelf: boolean }[];
+  members: {
+    address: string;
+    isLeader: boolean;
+    isSelf: boolean;
+    contactKnown: boolean;
+    lastContactMsAgo: number;
+    matchIndex: number;
+  }[];
   sessions: { id: number; clientName: string; ttlMs: number; held: number; waiting: number }[];
   locks: {
     name: string;
@@ -111,6 +118,7 @@ export interface StatusResponse {
   lockCount: number;
   sessionCount: number;
   filewriter: string;
+  electionTimeoutMs: number;
 }
 
 /** Default and largest `locks_limit` of Status. */

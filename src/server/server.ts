@@ -190,6 +190,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
       filewriterAddress: config.filewriter ?? "",
       logger,
       tickMs,
+      electionTimeoutMs: Math.max(2, Math.round(config.electionMs / tickMs)) * tickMs,
       ...(config.logEntriesBeforeSnapshot === undefined
         ? {}
         : { logEntriesBeforeSnapshot: config.logEntriesBeforeSnapshot }),
