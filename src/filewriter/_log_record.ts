@@ -12,7 +12,9 @@
  * ```
  *
  * One record is one append; it is written with one positioned write and fsynced before the
- * append is acknowledged, so only the last record of a log can be torn by a crash.
+ * append is acknowledged, so only the last record of a log can be torn by a crash, and only
+ * as a prefix of itself or with some 4096-byte blocks left as zeros (see file_backend.ts for
+ * what is truncated and what is refused).
  *
  * @module
  */

@@ -11,11 +11,36 @@
  * A record carries the data and its metadata (lock, token, request id, offset) under one
  * CRC, so data and metadata can never disagree: there is no second write to lose in a
  * crash. An append writes its record at the end of the log, `fdatasync`s it (and the
- * directory for a new file) and only then replies. On open, every log is scanned: a torn
- * last record (the only kind of damage a crash can cause) is truncated away, since it was
- * never acknowledged; any other damage makes the open fail with {@link CorruptDataError}
- * and nothing is changed. The highest token, size and the last request ids of a file are
- * rebuilt from its records.
+ * directory for a new file) and only then replies. On open, every log is scanned and the
+ * highest token, size and the last request ids of a file are rebuilt from its records.
+ *
+ * Torn tails. Only the last record can be unacknowledged, and a crash can leave it in two
+ * shapes only: a kill during the write leaves a prefix of the record (fewer bytes than a
+ * header, or a valid header whose record runs past the end of the file); a power loss
+ * before `fdatasync` finished can leave the file long enough for the record while some of
+ * its 4096-byte, offset-aligned blocks were never written and read back as zeros (both can
+ * combine). So the bytes after the last valid record are truncated away, with a warning,
+ * only when they have one of those shapes:
+ * - fewer than a header's bytes that are the start of a valid header or include a zeroed
+ *   block part;
+ * - a valid header whose record runs past the end of the file, unless the bytes there form a
+ *   valid record once a length field is taken from the file size (a damaged length field of
+ *   a complete record, not a short write);
+ * - a complete last record that fails its checksum, when some 4096-byte-aligned block's part
+ *   inside it is all zeros;
+ * - an unreadable header with at least a header's bytes left, when the block part holding
+ *   (some of) the header is all zeros, the rest fits one record and holds no valid record.
+ * Anything else makes the open fail with {@link CorruptDataError} and changes nothing; the
+ * message gives the position and the `truncate -s` command for an operator who accepts the
+ * loss. The reason is fencing: truncating a record that was acknowledged would lower the
+ * file's highest token and let a stale holder append again, so damage that a crash cannot
+ * cause (bit flips, overwritten bytes) must never be "repaired". That includes garbage
+ * after the last valid record that is neither the start of a record nor zeroed blocks,
+ * however short: the filewriter writes nothing else, so such bytes came from something
+ * else, and we cannot tell whether they replaced or hid acknowledged data. What is left: a block part that is naturally zero
+ * (in the data of an acknowledged record) cannot be told from an unwritten one, so damage
+ * elsewhere in such a last record is still treated as torn; a file cut short by something
+ * other than a crash looks like a short write.
  *
  * Bounds: request ids remembered per file ({@link requestIdsPerFileMax}), files, queued
  * appends per file. Opening scans every log, so start-up time grows with the data.
@@ -45,7 +70,9 @@ import {
   encodeRecord,
   recordBytesMax,
   recordHeaderBytes,
+  recordMagic,
   type RecordMeta,
+  recordMetaBytesMax,
 } from "./_log_record.ts";
 import { validateAppendRequest, validateFileName } from "./validate.ts";
 
@@ -503,9 +530,17 @@ function checkSequence(path: string, position: number, state: FileState, meta: R
 type RecordStep = { meta: RecordMeta; dataLength: number; recordEnd: number } | "torn";
 
 /**
- * Reads and checks the record at `position`. "torn" means the rest of the log is the
- * remains of one unacknowledged write.
- * @throws {CorruptDataError} when the damage cannot be a torn tail.
+ * Filesystem block size assumed for the power-loss signature: a block the kernel never wrote
+ * reads back as zeros, and blocks are aligned to file offsets. 4096 bytes is the page size and
+ * the usual block size of ext4, XFS and APFS; a filesystem with larger blocks still zeroes
+ * whole 4096-byte-aligned parts, so the check stays sound there.
+ */
+const zeroBlockBytes = 4096;
+
+/**
+ * Reads and checks the record at `position`. "torn" means the rest of the log has one of the
+ * shapes a crash leaves (see the module comment) and so holds one unacknowledged write.
+ * @throws {CorruptDataError} when the rest of the log is not such a shape.
  */
 async function readRecordAt(
   file: Deno.FsFile,
@@ -514,8 +549,17 @@ async function readRecordAt(
   length: number,
 ): Promise<RecordStep> {
   const remaining = length - position;
-  if (remaining < recordHeaderBytes) return "torn";
   await file.seek(position, Deno.SeekMode.Start);
+  if (remaining < recordHeaderBytes) {
+    const tail = new Uint8Array(remaining);
+    await readFull(file, tail);
+    if (isHeaderPrefix(tail) || hasZeroBlockPart(tail, position, 0, remaining)) return "torn";
+    throw new CorruptDataError(
+      `Cannot open the data directory as the last ${remaining} bytes of ${path}, from byte ${position}, are neither the start of a record nor zeros, so no crash wrote them; ${
+        truncateAdvice(path, position)
+      }`,
+    );
+  }
   const headerBytes = new Uint8Array(recordHeaderBytes);
   await readFull(file, headerBytes);
   const header = decodeHeader(headerBytes);
@@ -523,19 +567,37 @@ async function readRecordAt(
     await checkGarbageTail(file, path, position, length);
     return "torn";
   }
-  const recordEnd = position + recordHeaderBytes + header.metaLength + header.dataLength;
-  if (recordEnd > length) return "torn";
-  const body = new Uint8Array(header.metaLength + header.dataLength);
-  await readFull(file, body);
-  const meta = decodeBody(headerBytes, header, body);
+  const recordBytes = recordHeaderBytes + header.metaLength + header.dataLength;
+  const recordEnd = position + recordBytes;
+  if (recordEnd > length) {
+    await checkShortRecord(file, path, position, length, headerBytes);
+    return "torn";
+  }
+  const record = new Uint8Array(recordBytes);
+  record.set(headerBytes);
+  await readFull(file, record.subarray(recordHeaderBytes));
+  const meta = decodeBody(headerBytes, header, record.subarray(recordHeaderBytes));
   if (meta !== null) return { meta, dataLength: header.dataLength, recordEnd };
-  if (recordEnd === length) return "torn";
+  if (recordEnd < length) {
+    throw new CorruptDataError(
+      `Cannot open the data directory as the record at byte ${position} of ${path} fails its checksum and is followed by more data`,
+    );
+  }
+  // A complete record written by a crashed append can only fail its checksum because some of
+  // its blocks never reached the disk; any other damage may hit an acknowledged record.
+  if (hasZeroBlockPart(record, position, 0, recordBytes)) return "torn";
   throw new CorruptDataError(
-    `Cannot open the data directory as the record at byte ${position} of ${path} fails its checksum and is followed by more data`,
+    `Cannot open the data directory as the last record of ${path}, at byte ${position} (${recordBytes} bytes), is complete but fails its checksum without any zeroed ${zeroBlockBytes}-byte block, so it is damage a crash cannot cause and the record may have been acknowledged; ${
+      truncateAdvice(path, position)
+    }`,
   );
 }
 
-/** After an unreadable header: a torn tail has no valid record after it and fits one record. */
+/**
+ * After an unreadable header with at least a header's bytes left: a torn tail fits one record,
+ * has no valid record after it, and its header is unreadable only because the block holding it
+ * was never written (a written header is always valid).
+ */
 async function checkGarbageTail(
   file: Deno.FsFile,
   path: string,
@@ -556,6 +618,97 @@ async function checkGarbageTail(
       `Cannot open the data directory as ${path} has an unreadable record header at byte ${position} followed by valid records`,
     );
   }
+  if (!hasZeroBlockPart(tail, position, 0, recordHeaderBytes)) {
+    throw new CorruptDataError(
+      `Cannot open the data directory as ${path} has an unreadable record header at byte ${position} that is not zeros (${remaining} bytes to the end), so no crash wrote it; ${
+        truncateAdvice(path, position)
+      }`,
+    );
+  }
+}
+
+/**
+ * After a valid header whose record extends past the end of the log (a write cut short):
+ * refuses when the bytes that are there form a valid record once a length field is taken
+ * from the file size, since then it is a complete, possibly acknowledged record whose length
+ * field was damaged, not a short write.
+ */
+async function checkShortRecord(
+  file: Deno.FsFile,
+  path: string,
+  position: number,
+  length: number,
+  headerBytes: Uint8Array,
+): Promise<void> {
+  const remaining = length - position;
+  const bodyBytes = remaining - recordHeaderBytes;
+  await file.seek(position + recordHeaderBytes, Deno.SeekMode.Start);
+  const body = new Uint8Array(bodyBytes);
+  await readFull(file, body);
+  const view = new DataView(headerBytes.buffer, headerBytes.byteOffset, recordHeaderBytes);
+  const metaLength = view.getUint32(4, true);
+  const dataLength = view.getUint32(8, true);
+  const guesses = [
+    { metaLength, dataLength: bodyBytes - metaLength },
+    { metaLength: bodyBytes - dataLength, dataLength },
+  ];
+  for (const guess of guesses) {
+    if (guess.metaLength < 0 || guess.dataLength < 0) continue;
+    const repaired = headerBytes.slice();
+    const repairedView = new DataView(repaired.buffer);
+    repairedView.setUint32(4, guess.metaLength, true);
+    repairedView.setUint32(8, guess.dataLength, true);
+    const header = decodeHeader(repaired);
+    if (header !== null && decodeBody(repaired, header, body) !== null) {
+      throw new CorruptDataError(
+        `Cannot open the data directory as the last record of ${path}, at byte ${position}, claims ${
+          recordHeaderBytes + metaLength + dataLength
+        } bytes but the ${remaining} bytes there form a valid record with another length, so its length field is damaged and the record may have been acknowledged; ${
+          truncateAdvice(path, position)
+        }`,
+      );
+    }
+  }
+}
+
+/** Whether `bytes` (fewer than a header) can be the start of a record header. */
+function isHeaderPrefix(bytes: Uint8Array): boolean {
+  for (let index = 0; index < Math.min(bytes.length, 4); index += 1) {
+    if (bytes[index] !== (recordMagic >>> (8 * index) & 0xff)) return false;
+  }
+  if (bytes.length < 8) return true;
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
+  const metaLength = view.getUint32(4, true);
+  if (metaLength === 0 || metaLength > recordMetaBytesMax) return false;
+  return bytes.length < 12 || view.getUint32(8, true) <= contentBytesMaxAbsolute;
+}
+
+/**
+ * Whether some {@link zeroBlockBytes}-aligned block's part inside `tail` is all zeros and
+ * overlaps `tail[from, to)`: the mark of a block that was never written before a power loss.
+ * `tail` starts at byte `position` of the log.
+ */
+function hasZeroBlockPart(tail: Uint8Array, position: number, from: number, to: number): boolean {
+  let start = 0;
+  while (start < tail.length) {
+    const end = Math.min(tail.length, start + zeroBlockBytes - (position + start) % zeroBlockBytes);
+    if (start < to && end > from && isAllZero(tail.subarray(start, end))) return true;
+    start = end;
+  }
+  return false;
+}
+
+function isAllZero(bytes: Uint8Array): boolean {
+  for (let index = 0; index < bytes.length; index += 1) {
+    if (bytes[index] !== 0) return false;
+  }
+  return true;
+}
+
+/** The manual way out of a refused tail, for the operator who accepts losing it. */
+function truncateAdvice(path: string, position: number): string {
+  const quoted = /^[A-Za-z0-9_.\/%~-]+$/.test(path) ? path : `'${path.replaceAll("'", `'\\''`)}'`;
+  return `if you accept losing everything from byte ${position} on, truncate the file to ${position} bytes: truncate -s ${position} ${quoted}`;
 }
 
 /** Reads the content of a log up to its acknowledged length. */

@@ -78,6 +78,124 @@ Deno.test("file backend truncates a torn tail and keeps every acknowledged appen
   });
 });
 
+/** Writes a log of tokens 1 and 2 and returns its bytes and path (the backend is closed). */
+async function writeTwoRecords(directory: string): Promise<{ log: string; intact: Uint8Array }> {
+  const backend = await LogFileBackend.open({ directory });
+  await append(backend, "f", 1, "one;", "a");
+  await append(backend, "f", 2, "two;", "b");
+  await backend.close();
+  const log = join(directory, "files", "f.log");
+  return { log, intact: await Deno.readFile(log) };
+}
+
+/** The third record a client may have been told was stored (token 3, `dataBytes` of 'x'). */
+function thirdRecord(dataBytes: number): Uint8Array {
+  return encodeRecord(
+    { file: "f", lock: "L", token: 3, requestId: "c", offset: 8 },
+    new Uint8Array(dataBytes).fill(0x78),
+  );
+}
+
+Deno.test("file backend refuses a last record or tail a crash cannot leave, and changes nothing", async () => {
+  await withDirectory(async (directory) => {
+    const { log, intact } = await writeTwoRecords(directory);
+    const position = intact.length;
+    const overwritten = thirdRecord(100);
+    overwritten.set(encoder.encode("XX"), 60); // the hand repro: 2 bytes of garbage in place
+    const flippedBit = thirdRecord(10_000);
+    flippedBit[5_000] = flippedBit[5_000]! ^ 0x01;
+    const longerLength = thirdRecord(100); // a damaged length field, not a short write
+    new DataView(longerLength.buffer).setUint32(8, 101, true);
+    const cases: [string, Uint8Array, RegExp][] = [
+      [
+        "2 bytes overwritten",
+        overwritten,
+        new RegExp(
+          `at byte ${position} \\(${overwritten.length} bytes\\), is complete but fails its checksum.* may have been acknowledged`,
+        ),
+      ],
+      [
+        "one bit flipped",
+        flippedBit,
+        new RegExp(
+          `at byte ${position} \\(${flippedBit.length} bytes\\), is complete but fails its checksum`,
+        ),
+      ],
+      ["a damaged length field", longerLength, /its length field is damaged/],
+      ["short garbage", encoder.encode("garbage\n"), /neither the start of a record nor zeros/],
+      ["long garbage", encoder.encode("g".repeat(300)), /unreadable record header .* not zeros/],
+    ];
+    for (const [name, tail, message] of cases) {
+      const damaged = new Uint8Array([...intact, ...tail]);
+      await Deno.writeFile(log, damaged);
+      const warnings: string[] = [];
+      const error = await LogFileBackend.open({ directory, onWarning: (w) => warnings.push(w) })
+        .then(
+          () => assert.fail(`${name}: the open must fail`),
+          (error: unknown) => error,
+        );
+      assert.ok(error instanceof CorruptDataError, `${name}: ${error}`);
+      assert.match(error.message, message, name);
+      assert.ok(error.message.includes(log), `${name}: names the file`);
+      assert.ok(
+        error.message.includes(`truncate -s ${position} ${log}`),
+        `${name}: gives the way out: ${error.message}`,
+      );
+      assert.deepEqual(warnings, [], `${name}: nothing is reported as repaired`);
+      assert.deepEqual(await Deno.readFile(log), damaged, `${name}: the log is unchanged`);
+    }
+  });
+});
+
+Deno.test("file backend truncates a complete last record with zeroed blocks as torn (power loss)", async () => {
+  await withDirectory(async (directory) => {
+    const { log, intact } = await writeTwoRecords(directory);
+    const position = intact.length;
+    const blockBytes = 4096;
+    const record = thirdRecord(3 * blockBytes);
+    const zeroed = (from: number, to: number) => {
+      const copy = record.slice();
+      copy.fill(0, from, to);
+      return copy;
+    };
+    // Record-relative start of the first whole 4096-byte block of the file inside the record.
+    const firstBlock = Math.ceil(position / blockBytes) * blockBytes - position;
+    const tails: [string, Uint8Array][] = [
+      ["all zeros", new Uint8Array(record.length)],
+      ["second half zeros", zeroed(record.length / 2, record.length)],
+      ["one block zeros", zeroed(firstBlock, firstBlock + blockBytes)],
+      [
+        "the block part after the last boundary",
+        zeroed(firstBlock + 2 * blockBytes, record.length),
+      ],
+      ["the block part holding the header", zeroed(0, firstBlock)],
+    ];
+    for (const [name, tail] of tails) {
+      assert.equal(tail.length, record.length, `${name}: the record is complete`);
+      await Deno.writeFile(log, new Uint8Array([...intact, ...tail]));
+      const warnings: string[] = [];
+      const reopened = await LogFileBackend.open({ directory, onWarning: (w) => warnings.push(w) });
+      try {
+        assert.equal(warnings.length, 1, `${name}: the repair is reported`);
+        assert.match(
+          warnings[0]!,
+          new RegExp(`torn record at byte ${position} .*${record.length} bytes`),
+        );
+        assert.deepEqual(await Deno.readFile(log), intact, `${name}: only the torn record is cut`);
+        assert.equal(new TextDecoder().decode((await reopened.read("f"))!), "one;two;");
+        assert.deepEqual(await reopened.meta("f"), {
+          highestToken: 2,
+          lock: "L",
+          size: 8,
+          appends: 2,
+        });
+      } finally {
+        await reopened.close();
+      }
+    }
+  });
+});
+
 Deno.test("file backend refuses to open damaged data and changes nothing", async () => {
   await withDirectory(async (directory) => {
     const backend = await LogFileBackend.open({ directory });
