@@ -376,6 +376,66 @@ Deno.test("filewriter process: flags, positional address, SIGTERM and a corrupt 
   });
 });
 
+Deno.test("filewriter process: a damaged complete last record stops the start instead of lowering the fence", async () => {
+  await withTempDirectory(async (root) => {
+    const dataDirectory = join(root, "data");
+    const args = ["--backend", `file:${dataDirectory}`];
+    const log = join(dataDirectory, "files", "f3.log");
+    let lastRecordAt = 0;
+    {
+      await using fw = await startFilewriterProcess(args);
+      for (const token of [19, 23, 27]) {
+        if (token === 27) lastRecordAt = (await Deno.stat(log)).size; // appends reply after the write
+        const answer = await postJson(`${fw.url}/v1/files/f3:append`, {
+          lock: "L",
+          token,
+          content: `token ${token};`,
+        });
+        assert.equal(answer.status, 200, JSON.stringify(answer));
+      }
+      fw.kill("SIGTERM");
+      assert.equal((await fw.exited()).code, 0);
+    }
+    const intact = await Deno.readFile(log);
+    const lastRecordBytes = intact.length - lastRecordAt;
+    assert.ok(lastRecordAt > 0 && lastRecordBytes > 16);
+    // The hand repro: two bytes of the acknowledged record with token 27 overwritten in place.
+    const damaged = intact.slice();
+    damaged.set(new TextEncoder().encode("XX"), intact.length - 5);
+    await Deno.writeFile(log, damaged);
+    const refused = spawnFilewriterProcess(["--listen", "127.0.0.1:0", ...args]);
+    // Bounded: a filewriter that wrongly "repairs" the log starts serving and never exits.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const exit = await Promise.race([
+      refused.child.status,
+      new Promise<null>((resolve) => timer = setTimeout(() => resolve(null), 20_000)),
+    ]);
+    clearTimeout(timer);
+    if (exit === null) refused.child.kill("SIGKILL");
+    await refused.child.status;
+    await refused.stderrDone;
+    assert.ok(exit !== null, `the filewriter must refuse to start: ${refused.output().stdout}`);
+    const { stdout, stderr } = refused.output();
+    assert.notEqual(exit.code, 0);
+    assert.ok(!stdout.includes("listening"), "it never serves");
+    assert.doesNotMatch(stderr, /truncated a torn record/);
+    assert.ok(
+      stderr.includes(
+        `the last record of ${log}, at byte ${lastRecordAt} (${lastRecordBytes} bytes), is complete but fails its checksum`,
+      ),
+      stderr,
+    );
+    assert.ok(stderr.includes(`truncate -s ${lastRecordAt} ${log}`), stderr);
+    assert.deepEqual(await Deno.readFile(log), damaged, "the log is unchanged");
+    // The operator's way out, as the message says: cut the record, accepting its loss.
+    await Deno.truncate(log, lastRecordAt);
+    await using after = await startFilewriterProcess(args);
+    assert.equal(await readFile(after.url, "f3"), "token 19;token 23;");
+    const meta = await (await fetch(`${after.url}/v1/files/f3/meta`)).json();
+    assert.equal(meta.highest_token, 23);
+  });
+});
+
 function countTornRepairs(stderr: string): number {
   return (stderr.match(/truncated a torn record/g) ?? []).length;
 }
