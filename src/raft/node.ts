@@ -780,7 +780,9 @@ export class RaftNode {
       commit <= this.log.lastIndex(),
       `the leader's heartbeat says entries up to ${commit} are committed here, but this ` +
         `server's log ends at ${this.log.lastIndex()}: it lost entries it had acknowledged ` +
-        `(a truncated, damaged or restored data directory, or a disk that does not honour fsync)`,
+        `(a truncated, damaged or restored data directory, a disk that does not honour fsync, ` +
+        `or an empty one started while the leader remembered its old log: see "A member that ` +
+        `lost its data directory" in the README)`,
     );
     this.log.commitTo(commit);
     this.send({

@@ -111,9 +111,8 @@ export function checkFloor(
     `Cannot open the Raft store as it is behind what this server had saved: ${problem}. ` +
       `Its files were truncated, damaged, replaced or restored from a backup, or the disk ` +
       `lost writes it had acknowledged; serving from it could break Raft's safety. ` +
-      `Restore this data directory; if it is lost for good, delete it and start this ` +
-      `member empty, only while the other members are a healthy majority with a leader ` +
-      `(it then copies the log from the leader). The floor is ${path}.`,
+      `Restore this data directory; if it is lost for good, see "A member that lost its ` +
+      `data directory" in the README before starting this member empty. The floor is ${path}.`,
   );
 }
 

@@ -47,8 +47,7 @@ export async function checkSqliteFile(dataDir: string, kvPath: string): Promise<
     dataDir,
     `Cannot open the Raft store at ${kvPath} as its SQLite database is damaged: received ${
       JSON.stringify(findings.join("; ").slice(0, 600))
-    } from PRAGMA quick_check. Restore this data directory; if it is lost for good, delete ` +
-      `it and start this member empty, only while the other members are a healthy majority ` +
-      `with a leader (it then copies the log from the leader).`,
+    } from PRAGMA quick_check. Restore this data directory; if it is lost for good, see ` +
+      `"A member that lost its data directory" in the README before starting this member empty.`,
   );
 }
