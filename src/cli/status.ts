@@ -31,7 +31,8 @@ of date (they are labelled so, and the exit code is 3).
 
 Options:
 ${serversHelp}
-  --json                     print the raw status as JSON (for scripts)
+  --json                     print the status as JSON (for scripts); each other member
+                             has a "probe": its own answer, or why it did not answer
   --locks N                  most locks to list (default 1000)
   --timeout S                give up after S seconds, S > 0 (default 10)
   -h, --help                 show this help
@@ -77,13 +78,11 @@ export async function run(args: string[]): Promise<number> {
   }
   try {
     const status = await fetchStatus(servers, { locksLimit, timeoutMs });
-    if (json) {
-      console.log(JSON.stringify(status, null, 2));
-    } else {
-      const others = status.members.map((m) => m.address).filter((a) => a !== status.self);
-      const probes = await probeMembers(others, { timeoutMs: Math.min(2_000, timeoutMs) });
-      console.log(formatStatus(status, probes));
-    }
+    const others = status.members.map((m) => m.address).filter((a) => a !== status.self);
+    const probes = await probeMembers(others, { timeoutMs: Math.min(2_000, timeoutMs) });
+    console.log(
+      json ? JSON.stringify(withProbes(status, probes), null, 2) : formatStatus(status, probes),
+    );
     return fromLeader(status) ? 0 : 3;
   } catch (error) {
     console.error(
@@ -91,6 +90,31 @@ export async function run(args: string[]): Promise<number> {
     );
     return 1;
   }
+}
+
+/**
+ * The JSON form: the answering member's status, with each other member's own answer
+ * (`probe`: its role, term and leader, or why it did not answer), so that a script sees a
+ * dead member as the table shows it.
+ */
+export function withProbes(status: StatusResponse, probes: readonly MemberProbe[]): unknown {
+  return {
+    ...status,
+    members: status.members.map((member) => {
+      const probe = probes.find((candidate) => candidate.address === member.address);
+      if (probe === undefined) return member;
+      return {
+        ...member,
+        probe: probe.status === null ? { answered: false, problem: probe.problem } : {
+          answered: true,
+          role: probe.status.role,
+          term: probe.status.term,
+          leader: probe.status.leader,
+          commitIndex: probe.status.commitIndex,
+        },
+      };
+    }),
+  };
 }
 
 /** True when the status was answered by the leader itself (so it is current). */

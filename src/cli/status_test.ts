@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import type { MemberProbe, StatusResponse } from "../client/mod.ts";
-import { formatStatus, fromLeader } from "./status.ts";
+import { formatStatus, fromLeader, withProbes } from "./status.ts";
 
 const a = "127.0.0.1:17100";
 const b = "127.0.0.1:17101";
@@ -99,4 +99,31 @@ Deno.test("status: members not asked get no role, unless the leader heard from t
   }));
   assert.equal(row(fromTheLeader, b), `${b} answering (last contact 0.0 s ago, match 9)`);
   assert.equal(row(fromTheLeader, c), `${c} not answering (the leader has not heard from it)`);
+});
+
+Deno.test("status --json: each other member carries its own answer or why it did not answer", () => {
+  const json = JSON.parse(JSON.stringify(withProbes(
+    status({
+      members: [
+        member(a, { isLeader: true, isSelf: true }),
+        member(b, { contactKnown: true, lastContactMsAgo: 40, matchIndex: 9 }),
+        member(c, { contactKnown: true, lastContactMsAgo: 8_100, matchIndex: 7 }),
+      ],
+    }),
+    [
+      { address: b, status: status({ self: b, role: "follower", leader: a }), problem: "" },
+      refused,
+    ],
+  )));
+  assert.equal(json.members[0].probe, undefined);
+  assert.deepEqual(json.members[1].probe, {
+    answered: true,
+    role: "follower",
+    term: 3,
+    leader: a,
+    commitIndex: 9,
+  });
+  assert.deepEqual(json.members[2].probe, { answered: false, problem: refused.problem });
+  assert.equal(json.members[2].matchIndex, 7);
+  assert.equal(json.locks[0].name, "Q");
 });
