@@ -12,6 +12,7 @@ import { fileURLToPath } from "node:url";
 import { fetchStatus, type StatusResponse } from "../client/mod.ts";
 import { describeError, UsageError } from "./_client_args.ts";
 import { usageFailure } from "./_usage.ts";
+import { checkServerFlags } from "./server.ts";
 
 const usage = `Usage: dlock cluster up|down|status [options]
 
@@ -54,13 +55,18 @@ type Options = {
   host: string;
   basePort: number;
   filewriterPort: number;
-  sessionTtl: string | undefined;
-  electionMs: string | undefined;
-  heartbeatMs: string | undefined;
+  /** Flags passed to every server, checked by the rules of `dlock server`. */
+  serverFlags: string[];
   waitMs: number;
 };
 
-function parseOptions(args: string[]): { action: string; options: Options } | number {
+/**
+ * Parses the command line of `dlock cluster`.
+ * @returns the action and options, or an exit code when there is nothing to do (--help).
+ * @throws {UsageError} for a bad command line, including server flags (`--session-ttl 0`)
+ * that every server it would start would refuse.
+ */
+export function parseClusterArgs(args: string[]): { action: string; options: Options } | number {
   const { values, positionals } = parseArgs({
     args,
     allowPositionals: true,
@@ -96,6 +102,12 @@ function parseOptions(args: string[]): { action: string; options: Options } | nu
   if (filewriterPort >= basePort && filewriterPort < basePort + servers) {
     throw new UsageError(`--filewriter-port ${filewriterPort} collides with the server ports`);
   }
+  const serverFlags: string[] = [];
+  for (const flag of ["session-ttl", "election-ms", "heartbeat-ms"] as const) {
+    const value = values[flag];
+    if (value !== undefined) serverFlags.push(`--${flag}`, value);
+  }
+  checkServerFlags(serverFlags);
   const waitSeconds = Number(values.wait);
   if (!Number.isFinite(waitSeconds) || waitSeconds <= 0) {
     throw new UsageError(`--wait must be a number of seconds > 0: received ${values.wait}`);
@@ -108,9 +120,7 @@ function parseOptions(args: string[]): { action: string; options: Options } | nu
       host: values.host,
       basePort,
       filewriterPort,
-      sessionTtl: values["session-ttl"],
-      electionMs: values["election-ms"],
-      heartbeatMs: values["heartbeat-ms"],
+      serverFlags,
       waitMs: waitSeconds * 1000,
     },
   };
@@ -128,7 +138,7 @@ function port(text: string, option: string): number {
 export async function run(args: string[]): Promise<number> {
   let parsed: { action: string; options: Options } | number;
   try {
-    parsed = parseOptions(args);
+    parsed = parseClusterArgs(args);
   } catch (error) {
     return usageFailure("cluster", usage, error);
   }
@@ -172,8 +182,12 @@ async function up(options: Options): Promise<number> {
   await Deno.mkdir(`${options.dir}/data`, { recursive: true });
   const dlock = dlockCommand();
   const state: ClusterFile = { startedAt: new Date().toISOString(), processes: [] };
-  const record = async (process: ClusterProcess) => {
+  // Where each log stood before this run: logs are appended to, and an error left there by
+  // an earlier run is not the cause of this one.
+  const logStarts = new Map<number, number>();
+  const record = async ({ logStart, ...process }: ClusterProcess & { logStart: number }) => {
     state.processes.push(process);
+    logStarts.set(process.pid, logStart);
     await Deno.writeTextFile(statePath, JSON.stringify(state, null, 2) + "\n");
   };
   await record(spawnDetached("filewriter", filewriter, [
@@ -186,10 +200,11 @@ async function up(options: Options): Promise<number> {
   ], `${options.dir}/logs/filewriter.log`));
   for (const self of servers) {
     const peers = servers.filter((address) => address !== self);
-    const flags: string[] = ["--data-dir", `${options.dir}/data/${self.replace(/[:]/g, "_")}`];
-    if (options.sessionTtl !== undefined) flags.push("--session-ttl", options.sessionTtl);
-    if (options.electionMs !== undefined) flags.push("--election-ms", options.electionMs);
-    if (options.heartbeatMs !== undefined) flags.push("--heartbeat-ms", options.heartbeatMs);
+    const flags: string[] = [
+      "--data-dir",
+      `${options.dir}/data/${self.replace(/[:]/g, "_")}`,
+      ...options.serverFlags,
+    ];
     // The original command line: dlock server SELF PEER... FILEWRITER.
     await record(spawnDetached("server", self, [
       ...dlock,
@@ -200,7 +215,25 @@ async function up(options: Options): Promise<number> {
       ...flags,
     ], `${options.dir}/logs/server-${self.replace(/[:]/g, "_")}.log`));
   }
-  const leader = await waitForCluster(state, servers, filewriter, options.waitMs);
+  const outcome = await waitForCluster(state, servers, filewriter, options.waitMs);
+  if (outcome.exited.length > 0) {
+    for (const process of outcome.exited) {
+      console.error(`dlock cluster up: ${process.role} ${process.address} exited:`);
+      console.error(
+        indent(await errorLines(process.log, logStarts.get(process.pid) ?? 0)),
+      );
+    }
+    // Nothing half-started is left behind, so the next 'cluster up' can run.
+    const stopped = await stopProcesses(state.processes);
+    await Deno.remove(statePath).catch(() => {});
+    console.error(
+      `dlock cluster up: stopped the ${stopped.length} started process` +
+        `${stopped.length === 1 ? "" : "es"} still running; ` +
+        `logs are in ${options.dir}/logs`,
+    );
+    return 1;
+  }
+  const leader = outcome.leader;
   if (leader === null) {
     console.error(
       `dlock cluster up: no leader within ${
@@ -228,7 +261,13 @@ function spawnDetached(
   address: string,
   command: string[],
   log: string,
-): ClusterProcess {
+): ClusterProcess & { logStart: number } {
+  let logStart = 0;
+  try {
+    logStart = Deno.statSync(log).size;
+  } catch {
+    // No log yet.
+  }
   // sh execs the command (same PID) with output appended to the log, so that the
   // process needs nothing from us once we exit.
   const child = new Deno.Command("sh", {
@@ -239,37 +278,36 @@ function spawnDetached(
     detached: true,
   }).spawn();
   child.unref();
-  return { role, address, pid: child.pid, log, command };
+  return { role, address, pid: child.pid, log, command, logStart };
 }
 
+/**
+ * Waits for a leader and a listening filewriter. Stops at once when a process exits: the
+ * cluster it belongs to cannot come up as started.
+ * @returns the leader's status, or null on timeout; and the processes that exited.
+ */
 async function waitForCluster(
   state: ClusterFile,
   servers: string[],
   filewriter: string,
   waitMs: number,
-): Promise<StatusResponse | null> {
+): Promise<{ leader: StatusResponse | null; exited: ClusterProcess[] }> {
   const deadline = performance.now() + waitMs;
   let filewriterUp = false;
   while (performance.now() < deadline) {
-    const dead = [];
-    for (const process of state.processes) if (!(await isRunning(process))) dead.push(process);
-    if (dead.length > 0) {
-      for (const process of dead) {
-        console.error(`dlock cluster up: ${process.role} ${process.address} exited; its log:`);
-        console.error(await tail(process.log, 15));
-      }
-      return null;
-    }
+    const exited = [];
+    for (const process of state.processes) if (!(await isRunning(process))) exited.push(process);
+    if (exited.length > 0) return { leader: null, exited };
     filewriterUp ||= await canConnect(filewriter);
     try {
       const status = await fetchStatus(servers, { timeoutMs: 1_000, locksLimit: 1 });
-      if (status.leader !== "" && filewriterUp) return status;
+      if (status.leader !== "" && filewriterUp) return { leader: status, exited: [] };
     } catch {
       // Not up yet.
     }
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
-  return null;
+  return { leader: null, exited: [] };
 }
 
 function printCluster(state: ClusterFile, status: StatusResponse | null): void {
@@ -292,8 +330,24 @@ async function down(dir: string): Promise<number> {
     console.log(`no cluster recorded in ${statePath}: nothing to stop`);
     return 0;
   }
+  const running = await stopProcesses(state.processes);
+  for (const process of running) {
+    console.log(
+      `  stopped ${process.role.padEnd(10)} ${process.address.padEnd(21)} pid ${process.pid}`,
+    );
+  }
+  await Deno.remove(statePath);
+  console.log(`cluster in ${dir} stopped (${running.length} processes); logs and data kept`);
+  return 0;
+}
+
+/**
+ * Stops the processes that still run: SIGTERM, then SIGKILL after {@link stopGraceMs}.
+ * @returns the processes that were running.
+ */
+async function stopProcesses(processes: ClusterProcess[]): Promise<ClusterProcess[]> {
   const running: ClusterProcess[] = [];
-  for (const process of state.processes) if (await isRunning(process)) running.push(process);
+  for (const process of processes) if (await isRunning(process)) running.push(process);
   // Servers first (a leader hands over; clients see a clean shutdown), filewriter last.
   running.sort((a, b) => (a.role === "filewriter" ? 1 : 0) - (b.role === "filewriter" ? 1 : 0));
   for (const process of running) signal(process.pid, "SIGTERM");
@@ -311,14 +365,7 @@ async function down(dir: string): Promise<number> {
     );
     signal(process.pid, "SIGKILL");
   }
-  for (const process of running) {
-    console.log(
-      `  stopped ${process.role.padEnd(10)} ${process.address.padEnd(21)} pid ${process.pid}`,
-    );
-  }
-  await Deno.remove(statePath);
-  console.log(`cluster in ${dir} stopped (${running.length} processes); logs and data kept`);
-  return 0;
+  return running;
 }
 
 async function status(dir: string): Promise<number> {
@@ -431,10 +478,30 @@ async function canConnect(address: string): Promise<boolean> {
   }
 }
 
-async function tail(path: string, lines: number): Promise<string> {
+const errorLinesMax = 5;
+
+/**
+ * The lines of a log, from byte `start` on, that say why the process stopped: those with
+ * "Cannot" or an error level (text or JSON logs), the first {@link errorLinesMax}; else its
+ * last lines. A usage error prints the whole help after its one line, so a plain tail
+ * would show only the help.
+ */
+export async function errorLines(path: string, start: number): Promise<string> {
+  let text: string;
   try {
-    return (await Deno.readTextFile(path)).trimEnd().split("\n").slice(-lines).join("\n");
+    text = new TextDecoder().decode((await Deno.readFile(path)).subarray(start));
   } catch {
     return "(no log)";
   }
+  const lines = text.trimEnd().split("\n");
+  const errors = lines.filter((line) =>
+    /\bCannot\b|\bERROR\b|"level":"error"|\berror: /.test(line)
+  );
+  // The first error is the cause; what follows it is often its consequence.
+  const shown = errors.length > 0 ? errors.slice(0, errorLinesMax) : lines.slice(-errorLinesMax);
+  return shown.join("\n");
+}
+
+function indent(text: string): string {
+  return text.split("\n").map((line) => `  ${line}`).join("\n");
 }

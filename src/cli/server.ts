@@ -193,6 +193,18 @@ export function parseServerArgs(args: string[]): ServerArgs {
   };
 }
 
+/**
+ * Checks server flags that another command passes through to every server it starts (as
+ * `dlock cluster up` does with `--session-ttl`, `--election-ms` and `--heartbeat-ms`), by
+ * the same rules as `dlock server`, so a bad value is a usage error before anything runs.
+ * @param flags the flags as they will be passed, e.g. `["--session-ttl", "0"]`.
+ * @throws {UsageError} with the message `dlock server` would print.
+ */
+export function checkServerFlags(flags: string[]): void {
+  // A one-member cluster at a placeholder address: only the flags can fail.
+  parseServerArgs(["--listen", "127.0.0.1:1", ...flags]);
+}
+
 /** Runs `dlock server`; returns the exit code. */
 export async function run(args: string[]): Promise<number> {
   if (args.includes("--help") || args.includes("-h")) {

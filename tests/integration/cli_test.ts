@@ -461,6 +461,41 @@ Deno.test({
     const dir = await Deno.makeTempDir({ prefix: "dlock-cluster-" });
     const [basePort, filewriterPort] = findPortRun();
     try {
+      // Bad server flags: a usage error at once, nothing started.
+      const badFlags = await runDlock(["cluster", "up", "--dir", dir, "--session-ttl", "0"]);
+      assert.equal(badFlags.code, 2, badFlags.stdout + badFlags.stderr);
+      assert.match(
+        badFlags.stderr,
+        /Cannot use --session-ttl as it must be 1\.\.300 seconds: received 0/,
+      );
+      assert.equal(await exists(`${dir}/cluster.json`), false);
+      // Servers that exit at start (a file where each data folder goes): up stops waiting at
+      // once, prints each one's error rather than its help, stops the filewriter it started
+      // and exits 1, so the next up can run.
+      const dataDirs = [0, 1, 2].map((offset) => `${dir}/data/127.0.0.1_${basePort + offset}`);
+      await Deno.mkdir(`${dir}/data`, { recursive: true });
+      for (const path of dataDirs) await Deno.writeTextFile(path, "not a folder\n");
+      const started = performance.now();
+      const failed = await runDlock([
+        "cluster",
+        "up",
+        "--dir",
+        dir,
+        "--base-port",
+        String(basePort),
+        "--filewriter-port",
+        String(filewriterPort),
+      ], { timeoutMs: 60_000 });
+      assert.equal(failed.code, 1, failed.stdout + failed.stderr);
+      assert.ok(performance.now() - started < 25_000, "up gave up at once");
+      assert.doesNotMatch(failed.stderr, /no leader within/);
+      assert.match(failed.stderr, /server 127\.0\.0\.1:\d+ exited:\n .*Cannot start as the data/);
+      assert.doesNotMatch(failed.stderr, /--peer-port-offset/, "the help is not printed");
+      assert.equal(await exists(`${dir}/cluster.json`), false);
+      const filewriterRefused = await Deno.connect({ hostname: "127.0.0.1", port: filewriterPort })
+        .then((connection) => (connection.close(), false), () => true);
+      assert.ok(filewriterRefused, "the filewriter was stopped");
+      for (const path of dataDirs) await Deno.remove(path);
       const up = await runDlock([
         "cluster",
         "up",
@@ -526,6 +561,15 @@ async function processAlive(pid: number): Promise<boolean> {
     const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
     const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
     return state !== "Z" && state !== "X";
+  } catch {
+    return false;
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
   } catch {
     return false;
   }
