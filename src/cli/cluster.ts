@@ -320,7 +320,12 @@ function printCluster(state: ClusterFile, status: StatusResponse | null): void {
       (isLeader ? " leader" : "");
     console.log(line.trimEnd());
   }
-  if (status !== null) console.log(`leader ${status.leader}, term ${status.term}`);
+  if (status !== null) console.log(leaderLine(status));
+}
+
+/** `leader ADDRESS, term N`, with `(none)` while no leader is known (an election). */
+export function leaderLine(status: Pick<StatusResponse, "leader" | "term">): string {
+  return `leader ${status.leader === "" ? "(none)" : status.leader}, term ${status.term}`;
 }
 
 async function down(dir: string): Promise<number> {
@@ -393,7 +398,7 @@ async function status(dir: string): Promise<number> {
         `${alive ? "running" : "stopped"}${leader}`,
     );
   }
-  if (cluster !== null) console.log(`leader ${cluster.leader}, term ${cluster.term}`);
+  if (cluster !== null) console.log(leaderLine(cluster));
   console.log(
     `${running} of ${state.processes.length} processes running (started ${state.startedAt})`,
   );

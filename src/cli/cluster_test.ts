@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { errorLines, parseClusterArgs } from "./cluster.ts";
+import { errorLines, leaderLine, parseClusterArgs } from "./cluster.ts";
 
 Deno.test("dlock cluster args: server flags are checked by the rules of dlock server", () => {
   const parsed = parseClusterArgs([
@@ -62,4 +62,9 @@ Deno.test("dlock cluster: errorLines shows the cause from this run, not the help
   } finally {
     await Deno.remove(path);
   }
+});
+
+Deno.test("dlock cluster: the leader line says (none) when no leader is known", () => {
+  assert.equal(leaderLine({ leader: "", term: 1 }), "leader (none), term 1");
+  assert.equal(leaderLine({ leader: "127.0.0.1:5001", term: 4 }), "leader 127.0.0.1:5001, term 4");
 });
