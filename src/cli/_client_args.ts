@@ -5,6 +5,7 @@
  * @module
  */
 import { DlockError } from "../errors.ts";
+import { limits } from "../limits.ts";
 import { checkServerAddress, UsageError } from "./_usage.ts";
 
 export { UsageError };
@@ -68,6 +69,27 @@ export function secondsToMs(text: string, option: string): number {
       `Cannot use ${option} as it must be a number of seconds > 0 (at most 4294967): received ${
         JSON.stringify(text)
       }`,
+    );
+  }
+  return ms;
+}
+
+/**
+ * Parses a session TTL in seconds (may be fractional) into whole milliseconds, within the
+ * bounds the server accepts ({@link limits}.sessionTtlMsMin..sessionTtlMsMax), so a bad TTL
+ * is a usage error in the unit the user typed rather than the server's refusal in ms.
+ * @throws {UsageError} when `text` is not a number of seconds within the bounds.
+ */
+export function sessionTtlSecondsToMs(text: string, option: string): number {
+  const ms = Math.round(Number(text) * 1000);
+  if (
+    text.trim() === "" || !Number.isFinite(ms) || ms < limits.sessionTtlMsMin ||
+    ms > limits.sessionTtlMsMax
+  ) {
+    throw new UsageError(
+      `Cannot use ${option} as it must be ${limits.sessionTtlMsMin / 1000}..${
+        limits.sessionTtlMsMax / 1000
+      } seconds: received ${JSON.stringify(text)}`,
     );
   }
   return ms;

@@ -19,12 +19,13 @@ import {
   describeError,
   looksLikeServers,
   resolveServers,
-  secondsToMs,
   serversHelp,
+  sessionTtlSecondsToMs,
   UsageError,
 } from "./_client_args.ts";
 import { formatStatus } from "./status.ts";
 import { usageFailure } from "./_usage.ts";
+import { limits } from "../limits.ts";
 
 /**
  * Longest a signal (SIGTERM, SIGHUP, or SIGINT at the prompt) waits for the session to close
@@ -54,7 +55,9 @@ closing the session within ${closeOnSignalMsMax / 1000} s or leaving it to expir
 
 Options:
 ${serversHelp}
-  --ttl S                    session TTL in seconds (default: the server's, 10)
+  --ttl S                    session TTL in seconds, ${limits.sessionTtlMsMin / 1000}..${
+  limits.sessionTtlMsMax / 1000
+} (default: the server's, ${limits.sessionTtlMsDefault / 1000})
   --name NAME                client name (same as the positional client-name; not empty)
   -h, --help                 show this help
 
@@ -122,7 +125,7 @@ export function parseClientArgs(args: string[]): Settings | number {
   return {
     servers: resolveServers(values.servers, serverPositional),
     name: name === undefined ? `client-${Deno.pid}` : checkClientName(name),
-    ttlMs: values.ttl === undefined ? 0 : secondsToMs(values.ttl, "--ttl"),
+    ttlMs: values.ttl === undefined ? 0 : sessionTtlSecondsToMs(values.ttl, "--ttl"),
   };
 }
 
