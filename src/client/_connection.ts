@@ -19,7 +19,12 @@ import {
 /** How one call on a connection ended. */
 export type CallOutcome =
   | { kind: "response"; response: StreamResponse }
-  | { kind: "broken"; message: string };
+  | {
+    kind: "broken";
+    message: string;
+    /** True when the peer is not a dlock server at all: retrying it cannot help. */
+    notDlockServer?: boolean;
+  };
 
 /** A call in flight: its id (to cancel it) and its outcome. */
 export type PendingCall = { callId: number; outcome: Promise<CallOutcome> };
@@ -52,6 +57,7 @@ export class CallTable {
   #timers = new Map<number, ReturnType<typeof setTimeout>>();
   #nextCallId = 1;
   #brokenMessage: string | null = null;
+  #notDlockServer = false;
   readonly #onTimeout: (message: string) => void;
   readonly #send: (request: StreamRequest) => void;
   readonly #address: string;
@@ -93,7 +99,12 @@ export class CallTable {
   open(attemptTimeoutMs: number | null): PendingCall {
     const callId = this.nextCallId();
     if (this.#brokenMessage !== null) {
-      return { callId, outcome: Promise.resolve({ kind: "broken", message: this.#brokenMessage }) };
+      const broken: CallOutcome = {
+        kind: "broken",
+        message: this.#brokenMessage,
+        notDlockServer: this.#notDlockServer,
+      };
+      return { callId, outcome: Promise.resolve(broken) };
     }
     // Silence counts only while calls wait: the first of a new batch starts the clock.
     if (this.#waiting() === 0) this.#quietSinceMs = performance.now();
@@ -158,10 +169,14 @@ export class CallTable {
     resolve({ kind: "response", response });
   }
 
-  /** Settles every pending call as broken; false if the connection was broken already. */
-  breakAll(message: string): boolean {
+  /**
+   * Settles every pending call as broken; false if the connection was broken already.
+   * @param notDlockServer true when the peer turned out not to be a dlock server.
+   */
+  breakAll(message: string, notDlockServer = false): boolean {
     if (this.#brokenMessage !== null) return false;
     this.#brokenMessage = message;
+    this.#notDlockServer = notDlockServer;
     clearInterval(this.#silenceTimer);
     this.#silenceTimer = undefined;
     this.#probeCallId = null;
@@ -169,7 +184,7 @@ export class CallTable {
     this.#timers.clear();
     const pending = [...this.#pending.values()];
     this.#pending.clear();
-    for (const resolve of pending) resolve({ kind: "broken", message });
+    for (const resolve of pending) resolve({ kind: "broken", message, notDlockServer });
     return true;
   }
 }

@@ -116,8 +116,9 @@ export class NativeStreamConnection implements Connection {
 
   async #read(conn: Deno.TcpConn): Promise<void> {
     const reader = new FrameReader(conn, limits.messageBytesMax);
+    let framesRead = 0;
     try {
-      for (;;) {
+      for (;; framesRead++) {
         const frame = await reader.next();
         if (frame === null) {
           this.#break(`stream to ${this.address} ended by the server`);
@@ -133,6 +134,12 @@ export class NativeStreamConnection implements Connection {
         this.#calls.settle(response);
       }
     } catch (error) {
+      if (error instanceof FrameTooLargeError && framesRead === 0) {
+        // No dlock server answers with an oversized first frame: the peer speaks another
+        // protocol (its first bytes were read as a length), and retrying cannot help.
+        this.#break(notDlockServerMessage(this.address, reader.buffered), true);
+        return;
+      }
       this.#break(
         error instanceof FrameTooLargeError
           ? `${this.address} sent an oversized frame: ${error.message}`
@@ -141,10 +148,25 @@ export class NativeStreamConnection implements Connection {
     }
   }
 
-  #break(message: string): void {
-    if (!this.#calls.breakAll(message)) return;
+  #break(message: string, notDlockServer = false): void {
+    if (!this.#calls.breakAll(message, notDlockServer)) return;
     if (this.#conn !== null) closeQuietly(this.#conn);
   }
+}
+
+/**
+ * What to say about a peer whose first answer is not a dlock frame, from its first bytes:
+ * an HTTP server (the filewriter listens on HTTP) is named as such.
+ */
+export function notDlockServerMessage(address: string, firstBytes: Uint8Array): string {
+  const text = new TextDecoder().decode(firstBytes.subarray(0, 64));
+  const firstLine = text.split(/\r?\n/)[0] ?? "";
+  const answered = firstLine.startsWith("HTTP/")
+    ? "it answered like an HTTP server: is it the filewriter?"
+    : /^[\x20-\x7e]{4}/.test(firstLine)
+    ? `it answered ${JSON.stringify(firstLine.slice(0, 40))}`
+    : "its answer is not a dlock frame";
+  return `Cannot talk to ${address} as it is not a dlock server (${answered})`;
 }
 
 function errorText(error: unknown): string {

@@ -6,6 +6,9 @@
  * - NOT_LEADER with a leader hint: switch to the hinted server and retry at once.
  * - NOT_LEADER without a hint, a broken stream, or UNAVAILABLE: try the next known
  *   member after a capped exponential backoff with full jitter.
+ * - A peer that is not a dlock server (its first answer is not a dlock frame, e.g. an
+ *   HTTP server): forget it and try the next member at once; INVALID_ARGUMENT when none
+ *   is left.
  * - Everything else is a definite answer (a typed error or a result).
  *
  * Retrying is safe because the operation is rebuilt with the same request id: the
@@ -13,7 +16,12 @@
  *
  * @module
  */
-import { DlockError, DownstreamUnavailableError, type ErrorReason } from "../errors.ts";
+import {
+  DlockError,
+  DownstreamUnavailableError,
+  type ErrorReason,
+  InvalidArgumentError,
+} from "../errors.ts";
 import {
   type CallOutcome,
   type Connection,
@@ -184,6 +192,7 @@ export class Router {
     | { kind: "retry-now" | "retry-later"; problem: Problem } {
     if (outcome.kind === "broken") {
       if (this.#connection === connection) this.#connection = null;
+      if (outcome.notDlockServer === true) return this.#dropNotDlock(connection, outcome.message);
       this.#downUntilMs.set(connection.address, performance.now() + presumedDownMs);
       // Someone else already moved to another server: follow them without waiting.
       const problem = { text: outcome.message, server: connection.address, downstream: null };
@@ -229,6 +238,29 @@ export class Router {
       };
     }
     return { kind: "fail", error: toTypedError(error) };
+  }
+
+  /**
+   * Forgets a member that is not a dlock server (a wrong port, the filewriter's): retrying
+   * it cannot help. Fails at once when no member is left.
+   */
+  #dropNotDlock(
+    connection: Connection,
+    message: string,
+  ): { kind: "fail"; error: Error } | { kind: "retry-now"; problem: Problem } {
+    const next = this.#nextMember(connection.address);
+    this.#members = this.#members.filter((address) => address !== connection.address);
+    if (this.#members.length === 0) {
+      return { kind: "fail", error: new InvalidArgumentError(message) };
+    }
+    this.#logger.warn(message);
+    if (this.#target === connection.address) {
+      this.#switchTo(this.#members.includes(next) ? next : this.#members[0] as string);
+    }
+    return {
+      kind: "retry-now",
+      problem: { text: message, server: connection.address, downstream: null },
+    };
   }
 
   #connect(): Connection {

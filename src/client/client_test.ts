@@ -382,3 +382,44 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "a client pointed at an HTTP port (the filewriter's) says so at once, without retrying",
+  ...sanitize,
+  async fn() {
+    const http = Deno.serve(
+      { hostname: "127.0.0.1", port: 0, onListen() {} },
+      () => new Response("not dlock"),
+    );
+    const address = `127.0.0.1:${http.addr.port}`;
+    const cluster = await FakeClusterWorker.start(3);
+    try {
+      const started = performance.now();
+      await assert.rejects(
+        connect([address], { name: "lost", ttlMs: 3_000 }),
+        (error: unknown) => {
+          assert.ok(error instanceof DlockError);
+          assert.equal(error.reason, "INVALID_ARGUMENT");
+          assert.equal(
+            error.message,
+            `Cannot talk to ${address} as it is not a dlock server ` +
+              "(it answered like an HTTP server: is it the filewriter?)",
+          );
+          return true;
+        },
+      );
+      assert.ok(performance.now() - started < 3_000, "no retrying for the retry timeout");
+      // Listed with real servers, the HTTP port is skipped and the others are used.
+      const client = await withTimeout(
+        connect([address, cluster.addresses[1] as string], { name: "found", ttlMs: 3_000 }),
+        5_000,
+        "connect past the HTTP port",
+      );
+      assert.ok(cluster.addresses.includes(client.leader));
+      await client.close();
+    } finally {
+      await cluster.stop();
+      await http.shutdown();
+    }
+  },
+});
