@@ -42,6 +42,21 @@ export const limits = {
   fileNameBytesMax: 255,
   /** Raft log entries kept after the applied index before a snapshot compacts them. */
   logEntriesBeforeSnapshot: 10_000,
+  /** Client: one attempt of a non-blocking request before failing over (default). */
+  clientAttemptTimeoutMsDefault: 5_000,
+  /**
+   * Leader: the whole forwarded filewriter call, every attempt included. Below the
+   * client's attempt timeout, so a hung filewriter is reported by the leader as the
+   * filewriter failing before the client gives up on the leader as not answering.
+   */
+  filewriterCallMsMax: 4_000,
+  /** Leader: one attempt of that call (a retry gets what is left of the call's budget). */
+  filewriterAttemptMsMax: 2_000,
+  /**
+   * Time the leader may spend on an append besides the filewriter call: the linearizable
+   * read that checks the holder (a heartbeat round) and the network both ways.
+   */
+  appendLeaderWorkMsMax: 1_000,
 } as const;
 
 /**
@@ -61,6 +76,11 @@ export function assertLimits(): void {
     ],
     [l.sessionTtlMsMin <= l.sessionTtlMsDefault, "sessionTtlMsMin <= default"],
     [l.sessionTtlMsDefault <= l.sessionTtlMsMax, "default <= sessionTtlMsMax"],
+    [l.filewriterAttemptMsMax <= l.filewriterCallMsMax, "filewriterAttemptMsMax <= call"],
+    [
+      l.filewriterCallMsMax + l.appendLeaderWorkMsMax <= l.clientAttemptTimeoutMsDefault,
+      "filewriterCallMsMax + appendLeaderWorkMsMax <= clientAttemptTimeoutMsDefault",
+    ],
   ];
   for (const [holds, name] of relations) {
     if (!holds) throw new Error(`Cannot start as limits are inconsistent: ${name}`);

@@ -95,7 +95,8 @@ export type StatusOptions = {
 };
 
 const defaultRetryTimeoutMs = 15_000;
-const defaultAttemptTimeoutMs = 5_000;
+/** See limits.ts: the leader's filewriter call is bounded below it. */
+const defaultAttemptTimeoutMs = limits.clientAttemptTimeoutMsDefault;
 /** How long after the server-side acquire timeout the client stops waiting by itself. */
 const acquireTimeoutGraceMs = 1_000;
 /** How long the client keeps trying to close a session it gave up on (see #closeLostSession). */

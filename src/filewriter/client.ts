@@ -16,6 +16,7 @@
  *
  * @module
  */
+import { limits } from "../limits.ts";
 import {
   DlockError,
   InvalidArgumentError,
@@ -91,6 +92,24 @@ export type FilewriterClientOptions = {
   attemptsMax?: number;
   /** Pause before the second attempt, doubled each time (default 100 ms). */
   retryDelayMs?: number;
+  /**
+   * Bound on a whole call, every attempt and pause included (default: none). An attempt
+   * gets at most what is left of it, and no attempt starts once it has passed.
+   */
+  callTimeoutMs?: number;
+};
+
+/**
+ * The options a lock server forwards appends with: the whole call stays within
+ * `limits.filewriterCallMsMax`, below the client's attempt timeout (asserted in
+ * limits.ts), so a hung filewriter is reported as the filewriter failing, not as a
+ * leader that did not answer.
+ */
+export const forwardingFilewriterOptions: FilewriterClientOptions = {
+  timeoutMs: limits.filewriterAttemptMsMax,
+  attemptsMax: 3,
+  retryDelayMs: 100,
+  callTimeoutMs: limits.filewriterCallMsMax,
 };
 
 /** Normalises `localhost:8080` or `http://host:port/` to `http://host:port`. */
@@ -123,6 +142,7 @@ export class FilewriterClient {
   readonly #timeoutMs: number;
   readonly #attemptsMax: number;
   readonly #retryDelayMs: number;
+  readonly #callTimeoutMs: number | null;
 
   /**
    * @param baseUrl `host:port` or an http(s) URL.
@@ -133,6 +153,7 @@ export class FilewriterClient {
     this.#timeoutMs = options.timeoutMs ?? 10_000;
     this.#attemptsMax = Math.max(1, options.attemptsMax ?? 3);
     this.#retryDelayMs = options.retryDelayMs ?? 100;
+    this.#callTimeoutMs = options.callTimeoutMs ?? null;
   }
 
   /**
@@ -201,17 +222,31 @@ export class FilewriterClient {
   #fetch(path: string, init: RequestInit, notFoundIsNull: true): Promise<Response | null>;
   #fetch(path: string, init: RequestInit): Promise<Response>;
   async #fetch(path: string, init: RequestInit, notFoundIsNull = false): Promise<Response | null> {
+    const deadlineMs = this.#callTimeoutMs === null
+      ? null
+      : performance.now() + this.#callTimeoutMs;
     let lastError: unknown = null;
-    for (let attempt = 0; attempt < this.#attemptsMax; attempt += 1) {
-      if (attempt > 0) await delay(this.#retryDelayMs * 2 ** (attempt - 1));
+    let attempts = 0;
+    while (attempts < this.#attemptsMax) {
+      if (attempts > 0) {
+        const pauseMs = this.#retryDelayMs * 2 ** (attempts - 1);
+        if (deadlineMs !== null && performance.now() + pauseMs >= deadlineMs) break;
+        await delay(pauseMs);
+      }
+      const timeoutMs = deadlineMs === null
+        ? this.#timeoutMs
+        : Math.min(this.#timeoutMs, Math.max(1, Math.floor(deadlineMs - performance.now())));
+      attempts += 1;
       let response: Response;
       try {
         response = await fetch(this.baseUrl + path, {
           ...init,
-          signal: AbortSignal.timeout(this.#timeoutMs),
+          signal: AbortSignal.timeout(timeoutMs),
         });
       } catch (error) {
-        lastError = error;
+        lastError = error instanceof DOMException && error.name === "TimeoutError"
+          ? new Error(`no answer within ${timeoutMs} ms`, { cause: error })
+          : error;
         continue;
       }
       if (response.ok) return response;
@@ -226,15 +261,18 @@ export class FilewriterClient {
     if (lastError instanceof FilewriterUnavailableError) {
       throw new FilewriterUnavailableError(lastError.message, {
         cause: lastError,
-        attempts: this.#attemptsMax,
+        attempts,
         problem: lastError.message,
         unreachable: false,
       });
     }
     const problem = lastError instanceof Error ? lastError.message : String(lastError);
+    const within = this.#callTimeoutMs === null ? "" : ` within ${this.#callTimeoutMs} ms`;
     throw new FilewriterUnavailableError(
-      `Cannot reach the filewriter at ${this.baseUrl} as every one of ${this.#attemptsMax} attempts failed: received ${problem}`,
-      { cause: lastError, attempts: this.#attemptsMax, problem, unreachable: true },
+      `Cannot reach the filewriter at ${this.baseUrl} as every one of ${attempts} ${
+        attempts === 1 ? "attempt" : "attempts"
+      }${within} failed: received ${problem}`,
+      { cause: lastError, attempts, problem, unreachable: true },
     );
   }
 }

@@ -5,7 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { DlockError, DownstreamUnavailableError } from "../errors.ts";
-import { FilewriterClient } from "../filewriter/client.ts";
+import { FilewriterClient, forwardingFilewriterOptions } from "../filewriter/client.ts";
+import { limits } from "../limits.ts";
 import type { Entry, HardState, Message, Snapshot } from "../raft/types.ts";
 import type { ReceiveHandler, Transport } from "../transport/types.ts";
 import { LockNode, type LogStorage } from "./node.ts";
@@ -343,6 +344,82 @@ Deno.test({
       );
     } finally {
       await node.stop();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "lock node: a hung filewriter (accepts, never answers) fails the append within the call budget, below the client's attempt timeout",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const address = `127.0.0.1:${(listener.addr as Deno.NetAddr).port}`;
+    const accepted: Deno.Conn[] = [];
+    const accepting = (async () => {
+      try {
+        for await (const connection of listener) accepted.push(connection); // never answered
+      } catch { /* closed */ }
+    })();
+    const network = new Network();
+    const node = testLockNode({
+      self: "n1",
+      members: ["n1"],
+      storage: new MemoryStorage(),
+      transport: network.transport("n1"),
+      random: () => 0.5,
+      filewriter: {
+        appender: new FilewriterClient(address, forwardingFilewriterOptions),
+        address,
+      },
+      onFatal: (error) => {
+        throw error;
+      },
+    });
+    try {
+      node.start();
+      await until(() => node.role === "leader");
+      const opened = await node.openSession({ clientName: "c", ttlMs: 60_000, openKey: "k" });
+      const granted = await node.acquire({
+        sessionId: opened.sessionId,
+        lock: "x",
+        requestId: 1,
+        wait: false,
+        timeoutMs: 0,
+      });
+      const startedMs = performance.now();
+      const error = await node.append({
+        sessionId: opened.sessionId,
+        lock: "x",
+        token: granted.token,
+        file: "f6",
+        data: new TextEncoder().encode("data"),
+        requestId: "r1",
+      }).then(() => assert.fail("the append succeeded"), (error: unknown) => error);
+      const elapsedMs = performance.now() - startedMs;
+      assert.ok(error instanceof DownstreamUnavailableError, String(error));
+      assert.ok(accepted.length >= 2, `retried on a new connection: ${accepted.length}`);
+      assert.ok(
+        elapsedMs >= limits.filewriterCallMsMax - 200 &&
+          elapsedMs <= limits.filewriterCallMsMax + 500,
+        `failed after ${elapsedMs} ms, the budget is ${limits.filewriterCallMsMax} ms`,
+      );
+      assert.ok(elapsedMs < limits.clientAttemptTimeoutMsDefault - 500, `${elapsedMs} ms`);
+      const downstream = error.downstream as { attempts: number; unreachable: boolean };
+      assert.equal(downstream.unreachable, true);
+      assert.equal(downstream.attempts, accepted.length);
+      assert.match(
+        error.message,
+        new RegExp(
+          `^Cannot append to f6 as the filewriter at ${address} is unreachable \\(tried ${downstream.attempts} times\\): .*no answer within \\d+ ms`,
+        ),
+      );
+    } finally {
+      await node.stop();
+      listener.close();
+      for (const connection of accepted) connection.close();
+      await accepting;
     }
   },
 });

@@ -12,7 +12,7 @@
  */
 // Types only: grpc-js is loaded with grpc_api.ts, on the first gRPC connection.
 import type * as grpc from "@grpc/grpc-js";
-import { FilewriterClient } from "../filewriter/client.ts";
+import { FilewriterClient, forwardingFilewriterOptions } from "../filewriter/client.ts";
 import { limits } from "../limits.ts";
 import { LockStateMachine } from "../lock/mod.ts";
 import type { Logger } from "../log.ts";
@@ -186,7 +186,9 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
       machine,
       snapshotIndex: restored.snapshot?.meta.index ?? 0,
       restoredHardState: restored.hardState,
-      filewriter: config.filewriter === null ? null : new FilewriterClient(config.filewriter),
+      filewriter: config.filewriter === null
+        ? null
+        : new FilewriterClient(config.filewriter, forwardingFilewriterOptions),
       filewriterAddress: config.filewriter ?? "",
       logger,
       tickMs,
