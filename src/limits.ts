@@ -60,6 +60,22 @@ export const limits = {
 } as const;
 
 /**
+ * The shortest session TTL a leader grants with these Raft timings (etcd raises lease
+ * TTLs the same way). A client presumes its session lost 3/4 of a TTL after its last
+ * confirmed keep-alive (src/client/client.ts), so that 3/4 must cover a failover: the
+ * followers notice the dead leader within one election timeout (at most 2 × the
+ * `--election-ms` base, as it is randomised to [base, 2 × base)), a split vote can cost
+ * one more, and the new leader's first heartbeat follows. Below this, killing a leader
+ * loses every session. Clamped to `limits.sessionTtlMsMin..sessionTtlMsMax`.
+ */
+export function sessionTtlMsFloor(raft: { electionMs: number; heartbeatMs: number }): number {
+  const electionTimeoutMsMax = 2 * raft.electionMs;
+  const failoverMs = 2 * electionTimeoutMsMax + raft.heartbeatMs;
+  const floorMs = Math.ceil(failoverMs * 4 / 3);
+  return Math.min(limits.sessionTtlMsMax, Math.max(limits.sessionTtlMsMin, floorMs));
+}
+
+/**
  * Asserts the relations between limits; called at process start.
  * @throws {Error} when a relation does not hold (a programming error).
  */

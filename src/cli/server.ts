@@ -10,7 +10,7 @@
  */
 import { parseArgs } from "node:util";
 import { createLogger, type LogFormat, logFormats, type LogLevel, logLevels } from "../log.ts";
-import { limits } from "../limits.ts";
+import { limits, sessionTtlMsFloor } from "../limits.ts";
 import { StorageError } from "../storage/mod.ts";
 import { type RunningServer, startServer } from "../server/server.ts";
 import { peerAddressOf } from "../transport/tcp.ts";
@@ -36,7 +36,13 @@ Options:
   --session-ttl SECONDS  TTL of sessions that ask for the default (default ${
   limits.sessionTtlMsDefault / 1000
 },
-                         allowed ${limits.sessionTtlMsMin / 1000}..${limits.sessionTtlMsMax / 1000})
+                         allowed ${limits.sessionTtlMsMin / 1000}..${
+  limits.sessionTtlMsMax / 1000
+}).
+                         It must outlast a failover: at least
+                         4/3 x (4 x --election-ms + --heartbeat-ms), or the server
+                         refuses to start; sessions asking for less are granted
+                         that minimum (1.67 s with the default timings)
   --heartbeat-ms MS      Raft heartbeat interval (default 50)
   --election-ms MS       Raft election timeout base, randomised to [MS, 2*MS) (default 300)
   --peer-port-offset N   Raft traffic between servers uses TCP port (member port + N),
@@ -91,6 +97,29 @@ function sessionTtlMs(seconds: string): number {
     );
   }
   return ttlMs;
+}
+
+/**
+ * Refuses a default session TTL that a failover with these Raft timings outlasts (every
+ * leader kill would lose every such session). Sessions asking for less than the floor
+ * are raised to it by the leader; the default is the operator's own choice, so it is
+ * refused rather than silently changed.
+ */
+function checkTtlCoversFailover(
+  ttlMs: number | null,
+  raft: { electionMs: number; heartbeatMs: number },
+): void {
+  const floorMs = sessionTtlMsFloor(raft);
+  const effectiveMs = ttlMs ?? limits.sessionTtlMsDefault;
+  if (effectiveMs >= floorMs) return;
+  const given = ttlMs === null ? "the default --session-ttl" : "--session-ttl";
+  throw new UsageError(
+    `Cannot use ${given} of ${
+      effectiveMs / 1000
+    } s as a failover with --election-ms ${raft.electionMs} and --heartbeat-ms ${raft.heartbeatMs} can take longer (sessions under ${floorMs} ms would be lost on every leader change): received --session-ttl ${
+      ttlMs === null ? "(unset)" : effectiveMs / 1000
+    }; use --session-ttl ${Math.ceil(floorMs / 1000)} or more, or a shorter --election-ms`,
+  );
 }
 
 /**
@@ -173,12 +202,14 @@ export function parseServerArgs(args: string[]): ServerArgs {
     );
   }
   const ttlSeconds = values["session-ttl"];
+  const ttlMs = ttlSeconds === undefined ? null : sessionTtlMs(ttlSeconds);
+  checkTtlCoversFailover(ttlMs, { electionMs, heartbeatMs });
   return {
     self,
     members,
     filewriter,
     dataDir: values["data-dir"] ?? `./data/${self.replace(/[:\[\]]/g, "_")}/`,
-    sessionTtlMs: ttlSeconds === undefined ? null : sessionTtlMs(ttlSeconds),
+    sessionTtlMs: ttlMs,
     heartbeatMs,
     electionMs,
     snapshotEntries: positiveInteger(

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { sessionTtlMsFloor } from "../limits.ts";
 import { parseServerArgs } from "./server.ts";
 
 Deno.test("dlock server args: the original positional form", () => {
@@ -65,6 +66,27 @@ Deno.test("dlock server args: mistakes are explained", () => {
     [["--listen", "a:1", "--session-ttl", "0.5"], /session-ttl/],
     [["--listen", "a:1", "--session-ttl", "301"], /1\.\.300 seconds/],
     [["--listen", "a:1", "--bogus"], /bogus/],
+    [
+      ["--listen", "a:1", "--session-ttl", "1", "--election-ms", "2000"],
+      /--session-ttl of 1 s as a failover with --election-ms 2000 .*use --session-ttl 11 or more/,
+    ],
+    [["--listen", "a:1", "--session-ttl", "1"], /use --session-ttl 2 or more/],
+    [["--listen", "a:1", "--election-ms", "3000"], /the default --session-ttl of 10 s/],
   ];
   for (const [args, message] of bad) assert.throws(() => parseServerArgs(args), message);
+});
+
+Deno.test("dlock server args: the session TTL must outlast a failover", () => {
+  // 4/3 x (2 x the longest election timeout + a heartbeat), clamped to the TTL limits.
+  assert.equal(sessionTtlMsFloor({ electionMs: 300, heartbeatMs: 50 }), 1_667);
+  assert.equal(sessionTtlMsFloor({ electionMs: 2_000, heartbeatMs: 50 }), 10_734);
+  assert.equal(sessionTtlMsFloor({ electionMs: 100, heartbeatMs: 10 }), 1_000);
+  assert.equal(sessionTtlMsFloor({ electionMs: 100_000, heartbeatMs: 10 }), 300_000);
+  const listen = ["--listen", "a:1"];
+  assert.equal(parseServerArgs([...listen, "--session-ttl", "2"]).sessionTtlMs, 2_000);
+  assert.equal(
+    parseServerArgs([...listen, "--election-ms", "2000", "--session-ttl", "11"]).sessionTtlMs,
+    11_000,
+  );
+  assert.equal(parseServerArgs([...listen, "--election-ms", "1500"]).sessionTtlMs, null);
 });

@@ -23,6 +23,8 @@ export interface TestNodeOptions {
   readonly logEntriesBeforeSnapshot?: number;
   /** Wall clock (default Date.now). */
   readonly nowMs?: () => number;
+  /** Shortest TTL granted (default: no raise). */
+  readonly sessionTtlMsMin?: number;
 }
 
 export function testLockNode(options: TestNodeOptions): LockNode {
@@ -57,6 +59,7 @@ export function testLockNode(options: TestNodeOptions): LockNode {
       ? {}
       : { logEntriesBeforeSnapshot: options.logEntriesBeforeSnapshot }),
     ...(options.nowMs === undefined ? {} : { nowMs: options.nowMs }),
+    ...(options.sessionTtlMsMin === undefined ? {} : { sessionTtlMsMin: options.sessionTtlMsMin }),
     onFatal: options.onFatal,
   });
 }

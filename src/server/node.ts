@@ -146,6 +146,12 @@ export interface LockNodeOptions {
   readonly tickMs: number;
   /** The election timeout, reported by status (default: not reported). */
   readonly electionTimeoutMs?: number;
+  /**
+   * Shortest TTL granted: a session asking for less gets this (see `sessionTtlMsFloor`
+   * in limits.ts). Decided here, before proposing, as the state machine reads no config.
+   * Default `limits.sessionTtlMsMin` (no raise).
+   */
+  readonly sessionTtlMsMin?: number;
   /** Applied entries between snapshots (default limits.logEntriesBeforeSnapshot). */
   readonly logEntriesBeforeSnapshot?: number;
   /** Wall clock, for the timestamps in commands (shown by status); default Date.now. */
@@ -847,13 +853,16 @@ export class LockNode {
     });
   }
 
-  /** Opens a session. */
+  /**
+   * Opens a session with the requested TTL, raised to `sessionTtlMsMin`; the response
+   * carries the TTL granted, which the client must use.
+   */
   async openSession(request: OpenSessionRequest): Promise<OpenSessionResponse> {
     const outcome = await this.#propose({
       type: "openSession",
       nowMs: this.#nowMs(),
       clientName: request.clientName,
-      ttlMs: request.ttlMs,
+      ttlMs: Math.max(request.ttlMs, this.#options.sessionTtlMsMin ?? limits.sessionTtlMsMin),
       openKey: request.openKey,
     });
     const error = resultError(outcome.result);

@@ -423,3 +423,36 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "lock node: the leader raises a TTL shorter than a failover to its minimum before proposing",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const network = new Network();
+    const node = testLockNode({
+      self: "n1",
+      members: ["n1"],
+      storage: new MemoryStorage(),
+      transport: network.transport("n1"),
+      random: () => 0.5,
+      sessionTtlMsMin: 8_000,
+      onFatal: (error) => {
+        throw error;
+      },
+    });
+    try {
+      node.start();
+      await until(() => node.role === "leader");
+      const short = await node.openSession({ clientName: "s", ttlMs: 1_000, openKey: "k1" });
+      assert.equal(short.ttlMs, 8_000, "granted the minimum");
+      assert.equal(node.machine.session(short.sessionId)?.ttlMs, 8_000, "in the log");
+      assert.equal((await node.keepAlive({ sessionId: short.sessionId })).ttlMs, 8_000);
+      const long = await node.openSession({ clientName: "l", ttlMs: 60_000, openKey: "k2" });
+      assert.equal(long.ttlMs, 60_000, "longer TTLs as asked");
+    } finally {
+      await node.stop();
+    }
+  },
+});

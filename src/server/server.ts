@@ -13,7 +13,7 @@
 // Types only: grpc-js is loaded with grpc_api.ts, on the first gRPC connection.
 import type * as grpc from "@grpc/grpc-js";
 import { FilewriterClient, forwardingFilewriterOptions } from "../filewriter/client.ts";
-import { limits } from "../limits.ts";
+import { limits, sessionTtlMsFloor } from "../limits.ts";
 import { LockStateMachine } from "../lock/mod.ts";
 import type { Logger } from "../log.ts";
 import { RaftNode } from "../raft/mod.ts";
@@ -193,6 +193,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
       logger,
       tickMs,
       electionTimeoutMs: Math.max(2, Math.round(config.electionMs / tickMs)) * tickMs,
+      sessionTtlMsMin: sessionTtlMsFloor(config),
       ...(config.logEntriesBeforeSnapshot === undefined
         ? {}
         : { logEntriesBeforeSnapshot: config.logEntriesBeforeSnapshot }),
