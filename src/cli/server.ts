@@ -13,7 +13,7 @@ import { createLogger, type LogFormat, logFormats, type LogLevel, logLevels } fr
 import { limits, sessionTtlMsFloor } from "../limits.ts";
 import { StorageError } from "../storage/mod.ts";
 import { type RunningServer, startServer } from "../server/server.ts";
-import { peerAddressOf } from "../transport/tcp.ts";
+import { peerAddressOf, peerPortConflict } from "../transport/tcp.ts";
 import { checkServerAddress as address, UsageError, usageFailure } from "./_usage.ts";
 
 const usage = `Usage:
@@ -47,7 +47,8 @@ Options:
   --election-ms MS       Raft election timeout base, randomised to [MS, 2*MS) (default 300)
   --peer-port-offset N   Raft traffic between servers uses TCP port (member port + N),
                          or (member port - N) above 65535; same N on every server
-                         (default 10000)
+                         (default 10000); refused when a peer port would be a
+                         member's client port or another member's peer port
   --peer-transport KIND  tcp (default): Raft frames over TCP on the peer port; or grpc:
                          a gRPC stream per peer on the member port (exposed to a Deno
                          2.9.6 HTTP/2 abort, denoland/deno#36788); same on every server
@@ -201,6 +202,19 @@ export function parseServerArgs(args: string[]): ServerArgs {
       `Cannot use --election-ms ${electionMs} as it must be at least twice --heartbeat-ms ${heartbeatMs}`,
     );
   }
+  const peerPortOffset = positiveInteger(
+    values["peer-port-offset"],
+    "--peer-port-offset",
+    10_000,
+  );
+  const conflict = peerTransport === "tcp" ? peerPortConflict(members, peerPortOffset) : null;
+  if (conflict !== null) {
+    throw new UsageError(
+      `Cannot use --peer-port-offset ${peerPortOffset} with members ${
+        members.join(",")
+      } as ${conflict}: received --peer-port-offset ${peerPortOffset}; pick an offset that maps no member port onto another`,
+    );
+  }
   const ttlSeconds = values["session-ttl"];
   const ttlMs = ttlSeconds === undefined ? null : sessionTtlMs(ttlSeconds);
   checkTtlCoversFailover(ttlMs, { electionMs, heartbeatMs });
@@ -217,7 +231,7 @@ export function parseServerArgs(args: string[]): ServerArgs {
       "--snapshot-entries",
       limits.logEntriesBeforeSnapshot,
     ),
-    peerPortOffset: positiveInteger(values["peer-port-offset"], "--peer-port-offset", 10_000),
+    peerPortOffset,
     peerTransport,
     logFormat: logFormat as LogFormat,
     logLevel: logLevel as LogLevel,

@@ -67,6 +67,24 @@ Deno.test("dlock server args: mistakes are explained", () => {
     [["--listen", "a:1", "--session-ttl", "301"], /1\.\.300 seconds/],
     [["--listen", "a:1", "--bogus"], /bogus/],
     [
+      ["--listen", "127.0.0.1:19201", "--peers", "127.0.0.1:19202,127.0.0.1:19203"].concat(
+        "--peer-port-offset",
+        "1",
+      ),
+      /peer port of 127\.0\.0\.1:19201 would be 19202, which is also the client port of 127\.0\.0\.1:19202/,
+    ],
+    [
+      ["--listen", "localhost:19201", "--peers", "127.0.0.1:19203,h:3"].concat(
+        "--peer-port-offset",
+        "2",
+      ),
+      /peer port of localhost:19201 would be 19203, which is also the client port of 127\.0\.0\.1:19203/,
+    ],
+    [
+      ["--listen", "a:60000", "--peer-port-offset", "60000"],
+      /peer port of a:60000 would be 0, out of range/,
+    ],
+    [
       ["--listen", "a:1", "--session-ttl", "1", "--election-ms", "2000"],
       /--session-ttl of 1 s as a failover with --election-ms 2000 .*use --session-ttl 11 or more/,
     ],
@@ -89,4 +107,18 @@ Deno.test("dlock server args: the session TTL must outlast a failover", () => {
     11_000,
   );
   assert.equal(parseServerArgs([...listen, "--election-ms", "1500"]).sessionTtlMs, null);
+});
+
+Deno.test("dlock server args: peer ports apart from member ports are accepted", () => {
+  const members = ["--listen", "127.0.0.1:19201", "--peers", "127.0.0.1:19202,127.0.0.1:19203"];
+  assert.equal(parseServerArgs([...members, "--peer-port-offset", "3"]).peerPortOffset, 3);
+  assert.equal(parseServerArgs([...members, "--peer-port-offset", "100"]).peerPortOffset, 100);
+  // Other hosts may reuse a port number; gRPC peers use no peer port at all.
+  const spread = ["--listen", "a:19201", "--peers", "b:19202,c:19203", "--peer-port-offset", "1"];
+  assert.equal(parseServerArgs(spread).peerPortOffset, 1);
+  assert.equal(
+    parseServerArgs([...members, "--peer-port-offset", "1", "--peer-transport", "grpc"])
+      .peerPortOffset,
+    1,
+  );
 });

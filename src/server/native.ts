@@ -31,6 +31,7 @@ import {
   writeAll,
 } from "../transport/length_prefixed.ts";
 import { loadPackageDefinition } from "../transport/proto.ts";
+import { LogLimiter } from "../transport/log_limiter.ts";
 import { Http2GoawayFilter } from "./_http2_goaway_filter.ts";
 import type { OpenStream, StreamSession } from "./service.ts";
 
@@ -89,6 +90,8 @@ export class ClientFrontend {
   readonly #listener: Deno.TcpListener;
   readonly #connections = new Set<Deno.Conn>();
   readonly #codec = streamCodec();
+  /** Connections that spoke no known protocol, by remote host: logged once in a while. */
+  readonly #unknownProtocols = new LogLimiter();
   #closed = false;
 
   /**
@@ -183,11 +186,32 @@ export class ClientFrontend {
     } else if (kind === "grpc") {
       await this.#proxy(conn, reader.buffered, remote);
     } else if (reader.buffered.byteLength > 0) {
-      this.#options.logger.warn("closing a client connection that speaks no known protocol", {
-        remote,
-        head: printable(reader.buffered.subarray(0, 24)),
-      });
+      this.#logUnknownProtocol(conn, reader.buffered);
     }
+  }
+
+  /**
+   * Logs a connection that speaks no known protocol, once per remote host every 10 s
+   * (a misconfigured dlock server redials many times a second), with a hint when it
+   * looks like Raft peer traffic.
+   */
+  #logUnknownProtocol(conn: Deno.TcpConn, head: Uint8Array): void {
+    const due = this.#unknownProtocols.due(conn.remoteAddr.hostname);
+    if (due === null) return;
+    const peerLike = looksLikePeerFrame(head);
+    this.#options.logger.warn(
+      peerLike
+        ? "closing a client connection that speaks no known protocol: it looks like Raft " +
+          "peer traffic, so another server's peer port (member port + --peer-port-offset) " +
+          "is this member port; use a --peer-port-offset that maps no member onto another"
+        : "closing a client connection that speaks no known protocol: only dlock clients " +
+          "(native or gRPC) belong on a member port",
+      {
+        remote: describe(conn),
+        head: printable(head.subarray(0, 24)),
+        closedSinceLastLog: due.suppressed,
+      },
+    );
   }
 
   /** Serves native frames on `conn` until it ends or misbehaves. */
@@ -326,6 +350,14 @@ function startsWith(bytes: Uint8Array, prefix: Uint8Array): boolean {
     if (bytes[index] !== prefix[index]) return false;
   }
   return true;
+}
+
+/**
+ * Whether `head` starts like a peer transport frame: a 4-byte length, then a
+ * `dlock.v1.RaftBatch` whose first field is `cluster_id` (field 1, length-delimited).
+ */
+function looksLikePeerFrame(head: Uint8Array): boolean {
+  return head.byteLength >= 5 && head[0] === 0 && head[4] === 0x0a;
 }
 
 function describe(conn: Deno.TcpConn): string {

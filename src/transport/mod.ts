@@ -11,4 +11,5 @@ export {
   type TcpTransportOptions,
 } from "./tcp.ts";
 export { DecodeError, decodeMessage, encodeMessage } from "./codec.ts";
+export { logIntervalMsDefault, LogLimiter } from "./log_limiter.ts";
 export { loadPackageDefinition, loadService, type ProtoFile } from "./proto.ts";

@@ -37,6 +37,7 @@ import type { Message, NodeId } from "../raft/types.ts";
 import { DecodeError, decodeMessage, type WireMessage } from "./codec.ts";
 import { concat, encodeFrames, type WireBatch } from "./_frames.ts";
 import { FrameReader, joinFrames, writeAll } from "./length_prefixed.ts";
+import { LogLimiter } from "./log_limiter.ts";
 import { loadService } from "./proto.ts";
 import type { ReceiveHandler, Transport } from "./types.ts";
 
@@ -46,8 +47,6 @@ const ackByte = new Uint8Array([0]);
 
 /** Default `stallMs`: an outbound link unacknowledged this long is dialed anew. */
 export const stallMsDefault = 1_000;
-/** A refused peer of another cluster is logged at most this often (it redials all the time). */
-const refusalLogIntervalMs = 10_000;
 
 /** Default distance between a member's client port and its peer port. */
 export const peerPortOffsetDefault = 10_000;
@@ -65,6 +64,33 @@ export function peerAddressOf(
     hostname: hostname === "localhost" ? "127.0.0.1" : hostname,
     port: peerPortOf(port, offset),
   };
+}
+
+/**
+ * Why these members cannot use peer port offset `offset`, or null when they can: a
+ * member's peer port must be in 1..65535 and differ, on the same host, from every
+ * member's client port and every other member's peer port (else a server cannot bind,
+ * or a client port receives Raft frames).
+ */
+export function peerPortConflict(members: readonly string[], offset: number): string | null {
+  const taken = new Map<string, string>();
+  for (const member of members) {
+    const client = peerAddressOf(member, 0);
+    taken.set(`${client.hostname} ${client.port}`, `the client port of ${member}`);
+  }
+  for (const member of members) {
+    const peer = peerAddressOf(member, offset);
+    if (!Number.isInteger(peer.port) || peer.port < 1 || peer.port > 65_535) {
+      return `the peer port of ${member} would be ${peer.port}, out of range 1..65535`;
+    }
+    const key = `${peer.hostname} ${peer.port}`;
+    const owner = taken.get(key);
+    if (owner !== undefined) {
+      return `the peer port of ${member} would be ${peer.port}, which is also ${owner}`;
+    }
+    taken.set(key, `the peer port of ${member}`);
+  }
+  return null;
 }
 
 /** The peer port of a member whose client port is `port` (`offset` below, above 65535). */
@@ -130,8 +156,8 @@ export class TcpTransport implements Transport {
   readonly #options: TcpTransportOptions;
   readonly #listener: Deno.TcpListener;
   readonly #links = new Map<NodeId, PeerLink>();
-  /** Refused peers of another cluster: when last logged, refusals since. */
-  readonly #refusals = new Map<string, { loggedAtMs: number; suppressed: number }>();
+  /** Refused peers of another cluster (they redial all the time): logged once in a while. */
+  readonly #refusals = new LogLimiter();
   readonly #serialize: Serialize;
   readonly #deserialize: Deserialize;
   readonly #inbound = new Set<Deno.TcpConn>();
@@ -280,18 +306,12 @@ export class TcpTransport implements Transport {
 
   /**
    * Logs a refused peer of another cluster, once per peer and cluster id every
-   * {@link refusalLogIntervalMs} (the peer redials all the time), with the count of the
+   * 10 s ({@link LogLimiter}; the peer redials all the time), with the count of the
    * refusals in between.
    */
   #logRefusal(batch: WireBatch): void {
-    const key = `${batch.from} ${batch.cluster_id}`;
-    const nowMs = performance.now();
-    const last = this.#refusals.get(key);
-    if (last !== undefined && nowMs - last.loggedAtMs < refusalLogIntervalMs) {
-      last.suppressed++;
-      return;
-    }
-    this.#refusals.set(key, { loggedAtMs: nowMs, suppressed: 0 });
+    const due = this.#refusals.due(`${batch.from} ${batch.cluster_id}`);
+    if (due === null) return;
     this.#options.logger.error(
       "refusing peer messages of another cluster: every server must be started with the same " +
         "member addresses, written the same way (localhost and 127.0.0.1 differ)",
@@ -299,7 +319,7 @@ export class TcpTransport implements Transport {
         from: batch.from,
         theirClusterId: batch.cluster_id,
         ourClusterId: this.#options.clusterId,
-        refusedSinceLastLog: last?.suppressed ?? 0,
+        refusedSinceLastLog: due.suppressed,
       },
     );
   }
