@@ -13,6 +13,7 @@
 import * as grpc from "@grpc/grpc-js";
 import { limits } from "../limits.ts";
 import type { Logger } from "../log.ts";
+import { LogLimiter } from "../transport/log_limiter.ts";
 import { loadService } from "../transport/proto.ts";
 import type { LockNode } from "./node.ts";
 import { LockApi } from "./service.ts";
@@ -47,6 +48,44 @@ export async function serveLockApi(
       grpc.ServerCredentials.createInsecure(),
       (error, bound) => (error === null ? resolve(bound) : reject(error)),
     );
+  });
+}
+
+/**
+ * Adds a `dlock.v1.Peer` service to the gRPC server of a server whose peers use TCP
+ * (`--peer-transport tcp`): a peer started with `--peer-transport grpc` sends its Raft
+ * messages here, where nothing would take them and the cluster would never elect a
+ * leader without a word. It is refused with UNIMPLEMENTED (the sender says so too) and
+ * logged as an ERROR, once per sending member every 10 s.
+ */
+export function refuseGrpcPeers(server: grpc.Server, logger: Logger): void {
+  const limiter = new LogLimiter();
+  server.addService(loadService("peer.proto", "Peer"), {
+    Send: (
+      call: grpc.ServerReadableStream<{ from?: string }, unknown>,
+      callback: grpc.sendUnaryData<unknown>,
+    ) => {
+      let finished = false;
+      const refuse = (from: string | null) => {
+        if (finished) return;
+        finished = true;
+        const due = from === null ? null : limiter.due(from);
+        if (due !== null) {
+          logger.error(
+            `the peer at ${from} uses a different --peer-transport than this server: it sends ` +
+              "Raft messages over gRPC, this server takes them over TCP on its peer port " +
+              "(--peer-transport tcp); every server must use the same",
+            { peer: from, refusedSinceLastLog: due.suppressed },
+          );
+        }
+        const details = "Cannot take Raft messages over gRPC as this server uses " +
+          "--peer-transport tcp: received a dlock.v1.Peer/Send stream";
+        callback({ code: grpc.status.UNIMPLEMENTED, details, metadata: new grpc.Metadata() });
+      };
+      call.on("data", (batch: { from?: string }) => refuse(batch.from ?? "an unknown address"));
+      call.on("end", () => refuse(null));
+      call.on("error", () => refuse(null));
+    },
   });
 }
 

@@ -214,6 +214,9 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
       grpcStarted ??= (async () => {
         const grpcApi = grpcPeers?.api ?? await import("./grpc_api.ts");
         grpcServer ??= grpcApi.createGrpcServer();
+        if (grpcPeers === null) {
+          grpcApi.refuseGrpcPeers(grpcServer, logger.child({ component: "transport" }));
+        }
         await grpcApi.serveLockApi(grpcServer, api, grpcSocket);
       })().catch((error: unknown) => {
         grpcStarted = null;

@@ -13,7 +13,8 @@
  * - in: `{type: "init", peers, reconnectDelayMsMin, reconnectDelayMsMax, queueFramesMax}`,
  *   `{type: "send", sends: [{peer, frames}]}` (each frame one encoded RaftBatch; all
  *   peers' frames of one loop turn in one message),
- * - out: `{type: "state", peer, connected}`.
+ * - out: `{type: "state", peer, connected}`, `{type: "refused", peer, code, details}` (the
+ *   peer does not serve `dlock.v1.Peer`: it uses `--peer-transport tcp`).
  *
  * Closing: the owner terminates the worker. Links never close their channels
  * gracefully, because a graceful close sends an HTTP/2 GOAWAY, and GOAWAY processing is
@@ -38,7 +39,9 @@ export type WorkerRequest =
   | { type: "send"; sends: { peer: string; frames: Uint8Array[] }[] };
 
 /** Messages from the worker. */
-export type WorkerEvent = { type: "state"; peer: string; connected: boolean };
+export type WorkerEvent =
+  | { type: "state"; peer: string; connected: boolean }
+  | { type: "refused"; peer: string; code: number; details: string };
 
 // No keepalive pings: a peer that is down shows in Raft (no responses) and in failed
 // writes, and pings invite GOAWAYs (too_many_pings) that we avoid (see above). The
@@ -103,7 +106,7 @@ class Link {
       this.config.path,
       identity,
       ignoreResponse,
-      () => this.#ended(call),
+      (error) => this.#ended(call, error),
     );
     this.#call = call;
     this.#waitingForDrain = false;
@@ -122,8 +125,11 @@ class Link {
     });
   }
 
-  #ended(call: grpc.ClientWritableStream<Uint8Array>): void {
+  #ended(call: grpc.ClientWritableStream<Uint8Array>, error: grpc.ServiceError | null): void {
     if (this.#call !== call) return;
+    if (error !== null && error.code === grpc.status.UNIMPLEMENTED) {
+      post({ type: "refused", peer: this.peer, code: error.code, details: error.details });
+    }
     this.#call = null;
     this.#queue = [];
     this.#setConnected(false);

@@ -17,6 +17,7 @@ import type { Logger } from "../log.ts";
 import type { Message, NodeId } from "../raft/types.ts";
 import { DecodeError, decodeMessage, type WireMessage } from "./codec.ts";
 import { concat, encodeFrames, type WireBatch } from "./_frames.ts";
+import { LogLimiter } from "./log_limiter.ts";
 import { loadService } from "./proto.ts";
 import type { ReceiveHandler, Transport } from "./types.ts";
 import type { WorkerEvent, WorkerRequest } from "./_peer_worker.ts";
@@ -48,6 +49,8 @@ export class GrpcTransport implements Transport {
   readonly #options: GrpcTransportOptions;
   #handler: ReceiveHandler = () => {};
   #closed = false;
+  /** Peers that refused our stream as UNIMPLEMENTED: logged once in a while. */
+  readonly #refusals = new LogLimiter();
 
   constructor(options: GrpcTransportOptions) {
     this.#options = options;
@@ -84,7 +87,17 @@ export class GrpcTransport implements Transport {
   }
 
   #onWorkerEvent(event: WorkerEvent): void {
-    if (event.type !== "state") return;
+    if (event.type === "refused") {
+      const due = this.#refusals.due(event.peer);
+      if (due === null) return;
+      this.#options.logger.error(
+        `the peer at ${event.peer} uses a different --peer-transport than this server: it ` +
+          "does not take Raft messages over gRPC (UNIMPLEMENTED), this server sends them so " +
+          "(--peer-transport grpc); every server must use the same",
+        { peer: event.peer, details: event.details, refusedSinceLastLog: due.suppressed },
+      );
+      return;
+    }
     const queue = this.#queues.get(event.peer);
     if (queue === undefined) return;
     queue.connected = event.connected;
