@@ -301,6 +301,70 @@ Deno.test({
         }
       });
 
+      await t.step("dlock lock: --timeout also bounds reaching the cluster (exit 3)", async () => {
+        const [unused] = freeServerPorts(1);
+        const started = performance.now();
+        const result = await runDlock([
+          "lock",
+          "nowhere",
+          "--servers",
+          `127.0.0.1:${unused}`,
+          "--timeout",
+          "1",
+          "--",
+          "true",
+        ]);
+        const elapsedMs = performance.now() - started;
+        assert.equal(result.code, 3, result.stderr);
+        assert.match(result.stderr, /dlock lock: timed out after 1 s opening a session on/);
+        // Deno's start-up plus the 1 s, not the client library's 15 s retry bound.
+        assert.ok(elapsedMs < 8_000, `took ${elapsedMs} ms`);
+      });
+
+      for (const signal of ["SIGTERM", "SIGHUP"] as const) {
+        await t.step(
+          `dlock lock: ${signal} while COMMAND runs reaches its whole process group`,
+          async () => {
+            const lockName = `group-${signal}`;
+            const pidFile = `${cluster.dir}/grandchild-${signal}`;
+            const locker = new LoggedProcess([
+              ...dlockCommand(),
+              "lock",
+              lockName,
+              "--servers",
+              servers,
+              "--",
+              "sh",
+              "-c",
+              `sleep 300 & echo $! > ${pidFile}; wait`,
+            ], `${cluster.dir}/locker-${signal}.log`);
+            try {
+              const grandchild = await eventually(
+                async () => {
+                  const text = await Deno.readTextFile(pidFile).catch(() => "");
+                  return text.endsWith("\n") ? Number(text.trim()) : undefined;
+                },
+                20_000,
+                "COMMAND started its own child",
+              );
+              locker.signal(signal);
+              const exited = await withTimeout(locker.exited, 15_000, "dlock lock's exit");
+              // sh dies of the forwarded signal, and its code is passed through.
+              assert.equal(exited.code, signal === "SIGHUP" ? 129 : 143, await locker.log());
+              assert.equal(
+                await processAlive(grandchild),
+                false,
+                "the grandchild got the signal too",
+              );
+              const status = await fetchStatus(cluster.addresses);
+              assert.equal(status.locks.find((lock) => lock.name === lockName), undefined);
+            } finally {
+              await locker.kill().catch(() => {});
+            }
+          },
+        );
+      }
+
       await t.step("dlock lock: SIGTERM while waiting leaves the queue and exits 143", async () => {
         const holder = await connect(cluster.addresses, { name: "queue-holder", ttlMs: 10_000 });
         try {
@@ -349,6 +413,7 @@ Deno.test({
 
       await t.step("dlock lock kills the command and exits 4 when the lock is lost", async () => {
         const marker = `${cluster.dir}/lost-marker`;
+        const grandchildFile = `${cluster.dir}/lost-grandchild`;
         const locker = new LoggedProcess([
           ...dlockCommand(),
           "lock",
@@ -360,6 +425,8 @@ Deno.test({
           "--",
           "sh",
           "-c",
+          // A grandchild (sleep 300) must not go on working without the lock either.
+          `sleep 300 & echo $! > ${grandchildFile}; ` +
           `trap 'echo terminated > ${marker}; exit 143' TERM; while true; do sleep 0.1; done`,
         ], `${cluster.dir}/locker.log`);
         try {
@@ -378,6 +445,8 @@ Deno.test({
           assert.equal(status.code, 4, await locker.log());
           assert.match(await locker.log(), /lost the lock lease/);
           assert.equal((await Deno.readTextFile(marker)).trim(), "terminated");
+          const grandchild = Number((await Deno.readTextFile(grandchildFile)).trim());
+          assert.equal(await processAlive(grandchild), false, "its process group got SIGTERM");
         } finally {
           await locker.kill().catch(() => {});
         }
@@ -436,6 +505,11 @@ Deno.test({
             /--ttl as it must be 1\.\.300 seconds/,
           ],
           [["client", "--servers", servers, "--ttl", "500"], /1\.\.300 seconds: received "500"/],
+          [
+            ["lock", "job", "--servers", servers, "--ttl", "0.2", "--", "true"],
+            /--ttl as it must be 1\.\.300 seconds: received "0\.2"/,
+          ],
+          [["lock", "job", "--servers", servers, "--ttl", "301", "--", "true"], /1\.\.300 seconds/],
           [["client", "--servers", servers, "--name", ""], /as the client name as it is empty/],
           [["lock", "job", "--servers", servers, "--name", " ", "--", "true"], /is empty/],
         ];
