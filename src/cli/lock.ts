@@ -150,7 +150,7 @@ export async function run(args: string[]): Promise<number> {
     client = await connect(settings.servers, {
       name: settings.name,
       ttlMs: settings.ttlMs,
-      ...(timed ? { retryTimeoutMs: Math.min(settings.timeoutMs, connectRetryMsMax) } : {}),
+      ...(timed ? { connectTimeoutMs: Math.min(settings.timeoutMs, connectRetryMsMax) } : {}),
     });
   } catch (error) {
     if (timed && remainingMs() <= 0) {

@@ -52,6 +52,12 @@ export type ConnectOptions = {
   logger?: ClientLogger;
   /** Bound on the total retry time of one operation (default 15 s). */
   retryTimeoutMs?: number;
+  /**
+   * Bound on opening the session in {@link connect} (default: `retryTimeoutMs`). A caller
+   * with a deadline of its own (`dlock lock --timeout`) bounds the connect by it without
+   * also shortening every later operation (a release after a leader change).
+   */
+  connectTimeoutMs?: number;
   /** Bound on one attempt of a non-blocking operation before failing over (default 5 s). */
   attemptTimeoutMs?: number;
   /**
@@ -749,7 +755,8 @@ export class DlockClient implements AsyncDisposable {
  * console.log(lock.token);
  * ```
  * @throws {InvalidArgumentError} for a bad name or TTL (from the server).
- * @throws {DlockError} UNAVAILABLE when no leader answers within `retryTimeoutMs`.
+ * @throws {DlockError} UNAVAILABLE when no leader answers within `connectTimeoutMs`
+ * (default `retryTimeoutMs`).
  */
 export async function connect(
   addresses: readonly string[],
@@ -766,7 +773,7 @@ export async function connect(
   const retryTimeoutMs = options.retryTimeoutMs ?? defaultRetryTimeoutMs;
   const attemptTimeoutMs = options.attemptTimeoutMs ?? defaultAttemptTimeoutMs;
   try {
-    const deadlineMs = performance.now() + retryTimeoutMs;
+    const deadlineMs = performance.now() + (options.connectTimeoutMs ?? retryTimeoutMs);
     const discovered = await router.invoke(
       () => summaryStatus,
       { action: "open a session", attemptTimeoutMs, deadlineMs },

@@ -279,6 +279,23 @@ Deno.test({
 });
 
 Deno.test({
+  name: "connectTimeoutMs bounds opening the session, whatever the retry bound of later calls",
+  ...sanitize,
+  async fn() {
+    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const deadAddress = `127.0.0.1:${(listener.addr as Deno.NetAddr).port}`;
+    listener.close();
+    const startedMs = performance.now();
+    await assert.rejects(
+      connect([deadAddress], { name: "a", retryTimeoutMs: 60_000, connectTimeoutMs: 500 }),
+      (error: Error) => error instanceof DlockError && error.reason === "UNAVAILABLE",
+    );
+    const elapsedMs = performance.now() - startedMs;
+    assert.ok(elapsedMs >= 500 && elapsedMs < 5_000, `gave up after ${elapsedMs} ms`);
+  },
+});
+
+Deno.test({
   name: "an unreachable cluster fails with UNAVAILABLE once the retry bound passes",
   ...sanitize,
   async fn() {
