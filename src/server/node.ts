@@ -969,16 +969,33 @@ export class LockNode {
     }
   }
 
-  /** Withdraws a waiting acquire: proposes cancelWait and answers by its result. */
+  /**
+   * Withdraws a waiting acquire: proposes cancelWait and answers by its result. The
+   * session has one place in the lock's queue however many of its calls wait there, so
+   * while another call of the same session still waits for the lock, only this call is
+   * answered and the place is kept (one caller's timeout or cancel must not end another
+   * caller's wait).
+   */
   #cancelWaiter(waiter: AcquireWaiter, reason: "TIMEOUT" | "CANCELLED"): void {
     if (waiter.done || waiter.cancelReason !== null) return;
-    waiter.cancelReason = reason;
     const failure = reason === "TIMEOUT"
       ? new TimeoutError(`Cannot acquire lock ${JSON.stringify(waiter.lock)} within the timeout`)
       : new DlockError(
         "CANCELLED",
         `The acquire of lock ${JSON.stringify(waiter.lock)} was cancelled`,
       );
+    const set = this.#waiters.get(waiterKey(waiter.sessionId, waiter.lock));
+    if (set !== undefined && set.has(waiter)) {
+      const stillWaiting = [...set].some((other) =>
+        other !== waiter && !other.done && other.cancelReason === null
+      );
+      if (stillWaiting) {
+        set.delete(waiter);
+        this.#rejectWaiter(waiter, failure);
+        return;
+      }
+    }
+    waiter.cancelReason = reason;
     try {
       this.#enqueueProposal(
         {

@@ -456,3 +456,73 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "lock node: one call's timeout does not end another call's wait of the same session",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const network = new Network();
+    const node = testLockNode({
+      self: "n1",
+      members: ["n1"],
+      storage: new MemoryStorage(),
+      transport: network.transport("n1"),
+      random: () => 0.5,
+      onFatal: (error) => {
+        throw error;
+      },
+    });
+    try {
+      node.start();
+      await until(() => node.role === "leader");
+      const holder = await node.openSession({ clientName: "h", ttlMs: 60_000, openKey: "h" });
+      const app = await node.openSession({ clientName: "a", ttlMs: 60_000, openKey: "a" });
+      const held = await node.acquire({
+        sessionId: holder.sessionId,
+        lock: "jobs",
+        requestId: 1,
+        wait: false,
+        timeoutMs: 0,
+      });
+      assert.equal(held.acquired, true);
+      let patientSettled = false;
+      const patient = node.acquire({
+        sessionId: app.sessionId,
+        lock: "jobs",
+        requestId: 1,
+        wait: true,
+        timeoutMs: 0,
+      }).finally(() => (patientSettled = true));
+      const hasty = node.acquire({
+        sessionId: app.sessionId,
+        lock: "jobs",
+        requestId: 2,
+        wait: true,
+        timeoutMs: 150,
+      });
+      await assert.rejects(
+        hasty,
+        (error: unknown) => error instanceof DlockError && error.reason === "TIMEOUT",
+      );
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      assert.equal(patientSettled, false, "the other call still waits");
+      assert.deepEqual(
+        node.machine.waiters("jobs").map((waiter) => waiter.sessionId),
+        [app.sessionId],
+        "the session keeps its place in the queue",
+      );
+      await node.release({
+        sessionId: holder.sessionId,
+        lock: "jobs",
+        requestId: 2,
+        token: held.token,
+      });
+      const granted = await patient;
+      assert.equal(granted.acquired, true);
+      assert.ok(granted.token > held.token);
+    } finally {
+      await node.stop();
+    }
+  },
+});
