@@ -19,6 +19,11 @@ export const limits = {
   lockNameBytesMax: 256,
   /** Client name length in UTF-8 bytes. */
   clientNameBytesMax: 256,
+  /**
+   * Longest acquire timeout (about 23 days): the client's own timer (the timeout plus a
+   * grace) must stay below the 2^31 - 1 ms that JavaScript timers can wait.
+   */
+  acquireTimeoutMsMax: 2_000_000_000,
   /** Session TTL bounds. */
   sessionTtlMsMin: 1_000,
   sessionTtlMsMax: 300_000,

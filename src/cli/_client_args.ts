@@ -64,11 +64,13 @@ export function resolveServers(flag: string | undefined, positional: string | un
 export function secondsToMs(text: string, option: string): number {
   const seconds = Number(text);
   const ms = Math.round(seconds * 1000);
-  if (text.trim() === "" || !Number.isFinite(seconds) || ms < 1 || ms > 0xffff_ffff) {
+  if (
+    text.trim() === "" || !Number.isFinite(seconds) || ms < 1 || ms > limits.acquireTimeoutMsMax
+  ) {
     throw new UsageError(
-      `Cannot use ${option} as it must be a number of seconds > 0 (at most 4294967): received ${
-        JSON.stringify(text)
-      }`,
+      `Cannot use ${option} as it must be a number of seconds > 0 (at most ${
+        limits.acquireTimeoutMsMax / 1000
+      }): received ${JSON.stringify(text)}`,
     );
   }
   return ms;

@@ -60,7 +60,8 @@ Deno.test("secondsToMs: a positive number of seconds, in whole milliseconds", ()
   assert.equal(secondsToMs("0.5", "--timeout"), 500);
   assert.equal(secondsToMs("10", "--timeout"), 10_000);
   assert.equal(secondsToMs("0.001", "--timeout"), 1);
-  for (const text of ["0", "-1", "0.0001", "", " ", "abc", "Infinity", "1e10"]) {
+  assert.equal(secondsToMs("2000000", "--timeout"), 2_000_000_000);
+  for (const text of ["0", "-1", "0.0001", "", " ", "abc", "Infinity", "1e10", "2000000.001"]) {
     assert.throws(
       () => secondsToMs(text, "--timeout"),
       (error: unknown) =>

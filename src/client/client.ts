@@ -331,9 +331,9 @@ export class DlockClient implements AsyncDisposable {
     this.#assertOpen("acquire");
     options.signal?.throwIfAborted();
     const timeoutMs = options.timeoutMs ?? 0;
-    if (!Number.isInteger(timeoutMs) || timeoutMs < 0 || timeoutMs > 0xffff_ffff) {
+    if (!Number.isInteger(timeoutMs) || timeoutMs < 0 || timeoutMs > limits.acquireTimeoutMsMax) {
       throw new InvalidArgumentError(
-        `Cannot acquire as the timeout must be a whole number of milliseconds >= 0: received ${timeoutMs}`,
+        `Cannot acquire as the timeout must be a whole number of milliseconds from 0 to ${limits.acquireTimeoutMsMax}: received ${timeoutMs}`,
       );
     }
     const existing = this.#locks.get(name);

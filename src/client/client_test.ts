@@ -149,6 +149,15 @@ Deno.test({
         await assert.rejects(b.acquire("x", { timeoutMs: 300 }), (error: Error) => {
           return error.name === "TimeoutError";
         });
+        // Beyond what a JavaScript timer can wait (with the grace): refused, not a timeout
+        // that fires at once (found by hand: 2,147,482,648 ms timed out after 4 ms).
+        await assert.rejects(
+          b.acquire("y", { timeoutMs: 2_147_482_648 }),
+          /timeout must be a whole number of milliseconds from 0 to 2000000000/,
+        );
+        const long = await b.acquire("y", { timeoutMs: 2_000_000_000 });
+        assert.ok(long !== null && long.token > 0, "a free lock with the longest timeout");
+        await long.release();
       } finally {
         await a.close();
         await b.close();
