@@ -176,6 +176,7 @@ async function invalidInput(backend: FileBackend, file: string): Promise<void> {
     "a/b",
     "a\\b",
     "..",
+    ".",
     "a..b",
     "nul\0",
     "tab\t",

@@ -133,6 +133,8 @@ Deno.test("http: bad input gets a 4xx JSON error and writes nothing", async () =
     ["encoded slash", "a%2Fb", fence, 400],
     ["encoded backslash", "a%5Cb", fence, 400],
     ["dot dot", "..", fence, 400],
+    ["dot", ".", fence, 400],
+    ["encoded dot", "%2E", fence, 400],
     ["encoded dot dot", "%2E%2E%2Fescape", fence, 400],
     ["dots inside", "a..b", fence, 400],
     ["NUL", "a%00b", fence, 400],

@@ -32,8 +32,8 @@ function hasControlCharacter(text: string): boolean {
 
 /**
  * Returns why `name` is not a valid file name, or null when it is valid. Valid names are
- * 1..255 UTF-8 bytes without `/`, `\`, `..`, NUL or any control character, so a name can
- * never address anything but itself inside the data directory.
+ * 1..255 UTF-8 bytes without `/`, `\`, `..`, NUL or any control character, and not `.`,
+ * so a name can never address anything but itself inside the data directory or a URL.
  */
 export function fileNameProblem(name: unknown): string | null {
   if (typeof name !== "string") return "the file name is not a string";
@@ -44,6 +44,9 @@ export function fileNameProblem(name: unknown): string | null {
   }
   if (name.includes("/") || name.includes("\\")) return "the file name contains a path separator";
   if (name.includes("..")) return "the file name contains '..'";
+  // A URL path segment "." (or "%2E") means "this directory": such a file could be written
+  // but never read back over HTTP (found by hand: GET /v1/files/%2E/meta read file "meta").
+  if (name === ".") return "the file name is '.', which a URL cannot name";
   if (hasControlCharacter(name)) return "the file name contains NUL or a control character";
   return null;
 }
