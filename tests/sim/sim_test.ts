@@ -320,3 +320,12 @@ Deno.test("scenario: a leader alone with a slow disk commits only after its writ
     expect value 1 a 1
   `);
 });
+
+Deno.test("sim CLI: a bad number is a usage error, not a silent pass", async () => {
+  const { main } = await import("./main.ts");
+  for (
+    const args of [["--seeds", "abc"], ["--first", "x"], ["--seed", "abc"], ["--seeds", "1.5"]]
+  ) {
+    await assert.rejects(main(args), /must be a whole number/, args.join(" "));
+  }
+});
