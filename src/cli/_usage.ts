@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { serverAddressProblem } from "../client/mod.ts";
 
 /**
  * Prints `dlock COMMAND: <the error's message>`, a blank line and the usage on stderr.
@@ -23,31 +24,16 @@ export class UsageError extends Error {
   }
 }
 
-const portMax = 65_535;
-
 /**
- * Checks one server address as typed on a command line: `HOST:PORT`, where HOST is a name,
- * an IPv4 address or a bracketed IPv6 address (`[::1]:5000`) and PORT is 1..65535. Checked
- * when the command line is parsed, so a typo is a usage error at once rather than a client
- * that retries an address it can never reach.
+ * Checks one server address as typed on a command line (see `serverAddressProblem`):
+ * checked when the command line is parsed, so a typo is a usage error at once rather than
+ * a client that retries an address it can never reach.
  * @param role what the address is for, as the message names it ("a server address", "SELF").
  * @returns `text` unchanged.
  * @throws {UsageError} with a message saying what is wrong and what was expected.
  */
 export function checkServerAddress(text: string, role: string): string {
-  const shown = /^\S+$/.test(text) ? text : JSON.stringify(text);
-  const match = /^(\[[0-9a-fA-F:.]+\]|[^\s:,/\[\]]+)(?::(\d*))?$/.exec(text);
-  if (match !== null && (match[2] === undefined || match[2] === "")) {
-    throw new UsageError(`Cannot use ${shown} as ${role} as it has no port: expected HOST:PORT`);
-  }
-  const port = Number(match?.[2]);
-  if (match === null) {
-    throw new UsageError(`Cannot use ${shown} as ${role}: expected HOST:PORT`);
-  }
-  if (!Number.isInteger(port) || port < 1 || port > portMax) {
-    throw new UsageError(
-      `Cannot use ${shown} as ${role} as its port is out of range: expected a port from 1 to ${portMax}`,
-    );
-  }
+  const problem = serverAddressProblem(text, role);
+  if (problem !== null) throw new UsageError(problem);
   return text;
 }

@@ -38,6 +38,7 @@ import type {
   StreamResponse,
 } from "./_proto.ts";
 import { toTypedError } from "./_errors.ts";
+import { serverAddressProblem } from "./_address.ts";
 
 /** Receives the client's diagnostic messages. */
 export type ClientLogger = {
@@ -107,6 +108,11 @@ export class Router {
     const unique = [...new Set(addresses.map((address) => address.trim()).filter((a) => a !== ""))];
     if (unique.length === 0) {
       throw new DlockError("INVALID_ARGUMENT", "Cannot connect as no server address was given");
+    }
+    for (const address of unique) {
+      // A malformed address would only be retried until the retry bound runs out.
+      const problem = serverAddressProblem(address, "a server address");
+      if (problem !== null) throw new DlockError("INVALID_ARGUMENT", problem);
     }
     this.#members = unique;
     this.#target = unique[0] as string;

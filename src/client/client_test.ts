@@ -305,6 +305,29 @@ Deno.test({
 });
 
 Deno.test({
+  name: "a malformed server address fails at once with INVALID_ARGUMENT, not after retrying",
+  ...sanitize,
+  async fn() {
+    for (
+      const [address, message] of [
+        ["127.0.0.1", /as it has no port: expected HOST:PORT/],
+        ["127.0.0.1:99999", /port is out of range/],
+        ["a b:1", /expected HOST:PORT/],
+      ] as const
+    ) {
+      const startedMs = performance.now();
+      await assert.rejects(
+        connect([address], { name: "a" }),
+        (error: Error) =>
+          error instanceof DlockError && error.reason === "INVALID_ARGUMENT" &&
+          message.test(error.message),
+      );
+      assert.ok(performance.now() - startedMs < 1_000, address);
+    }
+  },
+});
+
+Deno.test({
   name: "an unreachable cluster fails with UNAVAILABLE once the retry bound passes",
   ...sanitize,
   async fn() {

@@ -14,6 +14,7 @@
  *
  * @module
  */
+export { serverAddressProblem } from "./_address.ts";
 export {
   type AcquireOptions,
   type AppendOptions,
