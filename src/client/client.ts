@@ -555,10 +555,13 @@ export class DlockClient implements AsyncDisposable {
     this.#checkLease();
     if (this.#state === "open") return;
     if (this.#state === "lost") {
-      throw new SessionExpiredError(
-        `Cannot ${action} as session ${this.sessionId} was lost`,
-        { cause: this.#controller.signal.reason },
-      );
+      // The same class as the loss itself: a session the client gave up on (which the
+      // cluster may still hold) stays a SessionPresumedLostError for every later call.
+      const reason = this.#controller.signal.reason;
+      const message = `Cannot ${action} as session ${this.sessionId} was lost`;
+      throw reason instanceof SessionPresumedLostError
+        ? new SessionPresumedLostError(message, { cause: reason })
+        : new SessionExpiredError(message, { cause: reason });
     }
     throw new SessionExpiredError(`Cannot ${action} as session ${this.sessionId} was closed`);
   }
@@ -762,6 +765,13 @@ export async function connect(
   addresses: readonly string[],
   options: ConnectOptions,
 ): Promise<DlockClient> {
+  if (typeof options.name !== "string" || options.name.trim() === "") {
+    throw new InvalidArgumentError(
+      `Cannot open a session as the client name must not be empty: received ${
+        JSON.stringify(options.name)
+      }`,
+    );
+  }
   const ttlMs = options.ttlMs ?? 0;
   if (!Number.isInteger(ttlMs) || ttlMs < 0 || ttlMs > 0xffff_ffff) {
     throw new InvalidArgumentError(

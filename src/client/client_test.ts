@@ -220,6 +220,9 @@ Deno.test({
       "the session presumed lost",
     );
     assert.ok(client.signal.reason instanceof SessionPresumedLostError);
+    // Later calls fail with the same class (README: "pending and later operations").
+    await assert.rejects(client.acquire("x"), SessionPresumedLostError);
+    await assert.rejects(client.tryAcquire("x"), SessionPresumedLostError);
     // The background close keeps trying in rounds of max(TTL, retry bound) = 1 s; wait past
     // one, so at least one round has failed.
     await new Promise((resolve) => setTimeout(resolve, 1_500));
@@ -305,9 +308,13 @@ Deno.test({
 });
 
 Deno.test({
-  name: "a malformed server address fails at once with INVALID_ARGUMENT, not after retrying",
+  name: "a malformed server address or a blank name fails at once, not after retrying",
   ...sanitize,
   async fn() {
+    await assert.rejects(
+      connect(["127.0.0.1:1"], { name: " " }),
+      /the client name must not be empty/,
+    );
     for (
       const [address, message] of [
         ["127.0.0.1", /as it has no port: expected HOST:PORT/],
