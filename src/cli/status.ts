@@ -33,7 +33,7 @@ Options:
 ${serversHelp}
   --json                     print the status as JSON (for scripts); each other member
                              has a "probe": its own answer, or why it did not answer
-  --locks N                  most locks to list (default 1000)
+  --locks N                  most locks, and most sessions, to list (default 1000)
   --timeout S                give up after S seconds, S > 0 (default 10)
   -h, --help                 show this help
 
@@ -146,7 +146,10 @@ export function formatStatus(status: StatusResponse, probes: readonly MemberProb
     ? ""
     : ` from ${status.self}, not the leader: may be out of date`;
   lines.push("");
-  lines.push(`SESSIONS (${status.sessionCount})${stale}`);
+  const sessionsShown = status.sessions.length < status.sessionCount
+    ? ` (showing ${status.sessions.length})`
+    : "";
+  lines.push(`SESSIONS (${status.sessionCount})${sessionsShown}${stale}`);
   if (status.sessions.length > 0) {
     lines.push(...table(
       ["ID", "NAME", "TTL", "HELD", "WAITING"],

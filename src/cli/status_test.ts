@@ -127,3 +127,9 @@ Deno.test("status --json: each other member carries its own answer or why it did
   assert.equal(json.members[2].matchIndex, 7);
   assert.equal(json.locks[0].name, "Q");
 });
+
+Deno.test("status: a cut list of sessions says how many it shows", () => {
+  const text = formatStatus(status({ sessionCount: 5, lockCount: 5 }));
+  assert.match(text, /SESSIONS \(5\) \(showing 1\)/);
+  assert.match(text, /LOCKS \(5\) \(showing 1\)/);
+});
