@@ -109,7 +109,12 @@ async function prepare(driver: SystemDriver): Promise<Contender> {
     return { driver, report: { ...report, status: "skipped", reason }, up: false };
   }
   report.version = await driver.version().catch((error) => `unknown (${String(error)})`);
-  progress(`${driver.name}: ${report.version}; starting a ${driver.memberCount}-member cluster`);
+  progress(
+    `${driver.name}: ${report.version}; ` +
+      (driver.managed
+        ? `starting a ${driver.memberCount}-member cluster`
+        : `using the given ${driver.memberCount}-member cluster (its CPU and memory are not measured)`),
+  );
   try {
     await driver.start();
     return { driver, report, up: true };
@@ -176,7 +181,9 @@ function tasks(options: BenchOptions): Task[] {
                   result.pairLatency.p99Ms.toFixed(2)
                 } ms, ` +
                 `errors ${result.errors}, cpu client ${result.cpu.clientCores.toFixed(2)} servers ${
-                  result.cpu.serverCores.toFixed(2)
+                  Number.isFinite(result.cpu.serverCores)
+                    ? result.cpu.serverCores.toFixed(2)
+                    : "not measured"
                 } cores`,
             );
           },
