@@ -182,9 +182,9 @@ function tasks(options: BenchOptions): Task[] {
                 } ms, ` +
                 `errors ${result.errors}, cpu client ${result.cpu.clientCores.toFixed(2)} servers ${
                   Number.isFinite(result.cpu.serverCores)
-                    ? result.cpu.serverCores.toFixed(2)
+                    ? `${result.cpu.serverCores.toFixed(2)} cores`
                     : "not measured"
-                } cores`,
+                }`,
             );
           },
         });
