@@ -10,7 +10,7 @@ import { limits } from "../limits.ts";
 import type { Entry, HardState, Message, Snapshot } from "../raft/types.ts";
 import type { ReceiveHandler, Transport } from "../transport/types.ts";
 import { LockNode, type LogStorage } from "./node.ts";
-import { testLockNode } from "./_node_test_helper.ts";
+import { testLockNode, type TestNodeOptions } from "./_node_test_helper.ts";
 
 class MemoryStorage implements LogStorage {
   hardState: HardState = { term: 0, vote: null, commit: 0 };
@@ -285,6 +285,41 @@ Deno.test({
   },
 });
 
+/** A started one-member node (its own leader) with `extra` options, for API-level tests. */
+async function soloLeader(
+  extra: Pick<TestNodeOptions, "filewriter" | "sessionTtlMsMin"> = {},
+): Promise<LockNode> {
+  const network = new Network();
+  const node = testLockNode({
+    self: "n1",
+    members: ["n1"],
+    storage: new MemoryStorage(),
+    transport: network.transport("n1"),
+    random: () => 0.5,
+    onFatal: (error) => {
+      throw error;
+    },
+    ...extra,
+  });
+  node.start();
+  await until(() => node.role === "leader");
+  return node;
+}
+
+/** Opens a session on `node` and takes lock "x" with it (free, so granted at once). */
+async function sessionHoldingX(node: LockNode): Promise<{ sessionId: number; token: number }> {
+  const opened = await node.openSession({ clientName: "c", ttlMs: 60_000, openKey: "k" });
+  const granted = await node.acquire({
+    sessionId: opened.sessionId,
+    lock: "x",
+    requestId: 1,
+    wait: false,
+    timeoutMs: 0,
+  });
+  assert.equal(granted.acquired, true);
+  return { sessionId: opened.sessionId, token: granted.token };
+}
+
 Deno.test({
   name: "lock node: an append the filewriter cannot take names the filewriter, not this server",
   sanitizeOps: false,
@@ -293,34 +328,16 @@ Deno.test({
     const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
     const address = `127.0.0.1:${(listener.addr as Deno.NetAddr).port}`;
     listener.close(); // Nothing listens there: the filewriter is down.
-    const network = new Network();
-    const node = testLockNode({
-      self: "n1",
-      members: ["n1"],
-      storage: new MemoryStorage(),
-      transport: network.transport("n1"),
-      random: () => 0.5,
+    const node = await soloLeader({
       filewriter: {
         appender: new FilewriterClient(address, { attemptsMax: 2, retryDelayMs: 10 }),
         address,
       },
-      onFatal: (error) => {
-        throw error;
-      },
     });
     try {
-      node.start();
-      await until(() => node.role === "leader");
-      const opened = await node.openSession({ clientName: "c", ttlMs: 60_000, openKey: "k" });
-      const granted = await node.acquire({
-        sessionId: opened.sessionId,
-        lock: "x",
-        requestId: 1,
-        wait: false,
-        timeoutMs: 0,
-      });
+      const granted = await sessionHoldingX(node);
       const error = await node.append({
-        sessionId: opened.sessionId,
+        sessionId: granted.sessionId,
         lock: "x",
         token: granted.token,
         file: "f5",
@@ -362,35 +379,17 @@ Deno.test({
         for await (const connection of listener) accepted.push(connection); // never answered
       } catch { /* closed */ }
     })();
-    const network = new Network();
-    const node = testLockNode({
-      self: "n1",
-      members: ["n1"],
-      storage: new MemoryStorage(),
-      transport: network.transport("n1"),
-      random: () => 0.5,
+    const node = await soloLeader({
       filewriter: {
         appender: new FilewriterClient(address, forwardingFilewriterOptions),
         address,
       },
-      onFatal: (error) => {
-        throw error;
-      },
     });
     try {
-      node.start();
-      await until(() => node.role === "leader");
-      const opened = await node.openSession({ clientName: "c", ttlMs: 60_000, openKey: "k" });
-      const granted = await node.acquire({
-        sessionId: opened.sessionId,
-        lock: "x",
-        requestId: 1,
-        wait: false,
-        timeoutMs: 0,
-      });
+      const granted = await sessionHoldingX(node);
       const startedMs = performance.now();
       const error = await node.append({
-        sessionId: opened.sessionId,
+        sessionId: granted.sessionId,
         lock: "x",
         token: granted.token,
         file: "f6",
@@ -430,21 +429,8 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
-    const network = new Network();
-    const node = testLockNode({
-      self: "n1",
-      members: ["n1"],
-      storage: new MemoryStorage(),
-      transport: network.transport("n1"),
-      random: () => 0.5,
-      sessionTtlMsMin: 8_000,
-      onFatal: (error) => {
-        throw error;
-      },
-    });
+    const node = await soloLeader({ sessionTtlMsMin: 8_000 });
     try {
-      node.start();
-      await until(() => node.role === "leader");
       const short = await node.openSession({ clientName: "s", ttlMs: 1_000, openKey: "k1" });
       assert.equal(short.ttlMs, 8_000, "granted the minimum");
       assert.equal(node.machine.session(short.sessionId)?.ttlMs, 8_000, "in the log");
@@ -462,20 +448,8 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
-    const network = new Network();
-    const node = testLockNode({
-      self: "n1",
-      members: ["n1"],
-      storage: new MemoryStorage(),
-      transport: network.transport("n1"),
-      random: () => 0.5,
-      onFatal: (error) => {
-        throw error;
-      },
-    });
+    const node = await soloLeader();
     try {
-      node.start();
-      await until(() => node.role === "leader");
       const holder = await node.openSession({ clientName: "h", ttlMs: 60_000, openKey: "h" });
       const app = await node.openSession({ clientName: "a", ttlMs: 60_000, openKey: "a" });
       const held = await node.acquire({
