@@ -10,6 +10,46 @@ import { checkServerAddress, UsageError } from "./_usage.ts";
 
 export { UsageError };
 
+/**
+ * Longest a signal (SIGTERM, SIGHUP, or SIGINT where it means quit) waits for the session
+ * to close before the process exits anyway: a cluster that cannot be reached must not keep
+ * a process that was told to stop alive; the session then expires after its TTL.
+ */
+export const closeOnSignalMsMax = 5_000;
+
+/**
+ * `work`'s outcome, or "late" once `boundMs` have passed (the work itself goes on).
+ * @example `if (await withinMs(client.close(), 5_000) === "late") console.error("...")`
+ */
+export async function withinMs<T>(work: Promise<T>, boundMs: number): Promise<T | "late"> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<"late">((resolve) => {
+    timer = setTimeout(() => resolve("late"), boundMs);
+  });
+  try {
+    return await Promise.race([work, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** The exit code of a process ended by `signal`, as a shell reports it: 128 + its number. */
+export function exitCodeOfSignal(signal: Deno.Signal): number {
+  const numbers: Partial<Record<Deno.Signal, number>> = {
+    SIGHUP: 1,
+    SIGINT: 2,
+    SIGQUIT: 3,
+    SIGKILL: 9,
+    SIGUSR1: 10,
+    SIGSEGV: 11,
+    SIGUSR2: 12,
+    SIGPIPE: 13,
+    SIGALRM: 14,
+    SIGTERM: 15,
+  };
+  return 128 + (numbers[signal] ?? 1);
+}
+
 /** Servers tried when neither `--servers`, a positional SERVER nor DLOCK_SERVERS is given. */
 export const defaultServers = "127.0.0.1:5000,127.0.0.1:5001,127.0.0.1:5002";
 

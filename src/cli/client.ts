@@ -16,23 +16,19 @@ import {
 } from "../client/mod.ts";
 import {
   checkClientName,
+  closeOnSignalMsMax,
   describeError,
+  exitCodeOfSignal,
   looksLikeServers,
   resolveServers,
   serversHelp,
   sessionTtlSecondsToMs,
   UsageError,
+  withinMs,
 } from "./_client_args.ts";
 import { formatStatus } from "./status.ts";
 import { usageFailure } from "./_usage.ts";
 import { limits } from "../limits.ts";
-
-/**
- * Longest a signal (SIGTERM, SIGHUP, or SIGINT at the prompt) waits for the session to close
- * before the process exits anyway: a cluster that cannot be reached must not keep a process
- * that was told to stop alive; the session then expires after its TTL.
- */
-const closeOnSignalMsMax = 5_000;
 
 const usage = `Usage: dlock client [SERVER] [client-name] [options]
 
@@ -88,9 +84,6 @@ const commandSyntax: Record<string, { usage: string; argumentsMax: number }> = {
   exit: { usage: "exit", argumentsMax: 0 },
   quit: { usage: "quit", argumentsMax: 0 },
 };
-
-/** Exit codes after a signal: 128 + the signal's number, as a shell reports it. */
-const signalExitCodes = { SIGHUP: 129, SIGINT: 130, SIGTERM: 143 } as const;
 
 /**
  * Parses `dlock client`'s command line; prints the help and returns 0 for `--help`.
@@ -233,18 +226,13 @@ class Repl {
    * session (releasing its locks) within {@link closeOnSignalMsMax}, and exits the process
    * with 128 + the signal's number. A second signal exits at once.
    */
-  terminate(signal: keyof typeof signalExitCodes): void {
-    const code = signalExitCodes[signal];
+  terminate(signal: "SIGHUP" | "SIGINT" | "SIGTERM"): void {
+    const code = exitCodeOfSignal(signal);
     if (this.signalExitCode !== null) Deno.exit(this.signalExitCode);
     this.signalExitCode = code;
     console.log(`${signal}: quitting like 'exit'`);
     this.#current?.abort();
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const bound = new Promise<"late">((resolve) => {
-      timer = setTimeout(() => resolve("late"), closeOnSignalMsMax);
-    });
-    void Promise.race([this.exit(), bound]).then((outcome) => {
-      clearTimeout(timer);
+    void withinMs(this.exit(), closeOnSignalMsMax).then((outcome) => {
       if (outcome === "late") {
         console.log(
           `error: cannot close the session within ${closeOnSignalMsMax / 1000} s; ` +

@@ -16,17 +16,18 @@ import { limits } from "../limits.ts";
 import { connect, type DlockClient, type LockHandle, TimeoutError } from "../client/mod.ts";
 import {
   checkClientName,
+  closeOnSignalMsMax,
   describeError,
+  exitCodeOfSignal,
   resolveServers,
   secondsToMs,
   serversHelp,
   sessionTtlSecondsToMs,
   UsageError,
+  withinMs,
 } from "./_client_args.ts";
 import { usageFailure } from "./_usage.ts";
 
-/** Longest a signal while waiting for the lock waits for the session to close. */
-const closeOnSignalMsMax = 5_000;
 /** How long COMMAND's group has after SIGTERM (or SIGHUP) before SIGKILL. */
 const killGraceMs = 10_000;
 
@@ -171,7 +172,7 @@ export async function run(args: string[]): Promise<number> {
   const stop = new AbortController();
   let stoppedBy: Deno.Signal | null = null;
   const signals = new SignalListeners((signal) => {
-    if (stoppedBy !== null) Deno.exit(128 + signalNumber(stoppedBy)); // A second signal.
+    if (stoppedBy !== null) Deno.exit(exitCodeOfSignal(stoppedBy)); // A second signal.
     stoppedBy = signal;
     stop.abort();
   });
@@ -186,7 +187,7 @@ export async function run(args: string[]): Promise<number> {
       if (stoppedBy !== null) {
         console.error(`dlock lock: ${stoppedBy} while waiting for ${settings.lock}: gave up`);
         await closeWithin(client, closeOnSignalMsMax);
-        return 128 + signalNumber(stoppedBy);
+        return exitCodeOfSignal(stoppedBy);
       }
       if (error instanceof TimeoutError) return timedOut(`waiting for ${settings.lock}`);
       console.error(`dlock lock: cannot acquire ${settings.lock}: ${describeError(error)}`);
@@ -194,7 +195,7 @@ export async function run(args: string[]): Promise<number> {
     }
     return await runHolding(lock, settings, signals);
   } finally {
-    signals.handle((signal) => Deno.exit(128 + signalNumber(signal)));
+    signals.handle((signal) => Deno.exit(exitCodeOfSignal(signal)));
     // After a signal the close already ran, bounded; closing again would wait for it unbounded.
     if (stoppedBy === null) {
       await client.close().catch((error) => {
@@ -230,13 +231,8 @@ class SignalListeners {
 
 /** Closes the session, or gives up after `boundMs` (the session then expires by its TTL). */
 async function closeWithin(client: DlockClient, boundMs: number): Promise<void> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<"late">((resolve) => {
-    timer = setTimeout(() => resolve("late"), boundMs);
-  });
   const closed = client.close().then(() => "closed" as const, (error: unknown) => error);
-  const outcome = await Promise.race([closed, late]);
-  clearTimeout(timer);
+  const outcome = await withinMs(closed, boundMs);
   if (outcome === "late") {
     console.error(
       `dlock lock: cannot close the session within ${boundMs / 1000} s; ` +
@@ -350,21 +346,5 @@ async function runHolding(
     console.error(`dlock lock: cannot release ${settings.lock}: ${describeError(error)}`);
     if (status.code === 0) return 1;
   }
-  return status.signal !== null ? 128 + signalNumber(status.signal) : status.code;
-}
-
-function signalNumber(signal: Deno.Signal): number {
-  const numbers: Partial<Record<Deno.Signal, number>> = {
-    SIGHUP: 1,
-    SIGINT: 2,
-    SIGQUIT: 3,
-    SIGKILL: 9,
-    SIGUSR1: 10,
-    SIGSEGV: 11,
-    SIGUSR2: 12,
-    SIGPIPE: 13,
-    SIGALRM: 14,
-    SIGTERM: 15,
-  };
-  return numbers[signal] ?? 1;
+  return status.signal !== null ? exitCodeOfSignal(status.signal) : status.code;
 }
