@@ -10,6 +10,7 @@
  * @module
  */
 import * as grpc from "@grpc/grpc-js";
+import type { Downstream } from "../errors.ts";
 import * as protoLoader from "@grpc/proto-loader";
 import { fileURLToPath } from "node:url";
 import { limits } from "../limits.ts";
@@ -97,20 +98,12 @@ export function lockServiceClient(): LockServiceClientConstructor {
   return cachedConstructor;
 }
 
-/** `dlock.v1.Downstream`. */
-export type DownstreamMessage = {
-  service: string;
-  address: string;
-  attempts: number;
-  unreachable: boolean;
-  problem: string;
-};
 /** `dlock.v1.Error` (`downstream` is null or absent when unset, or from older servers). */
 export type ErrorMessage = {
   reason: string;
   message: string;
   leader: string;
-  downstream?: DownstreamMessage | null;
+  downstream?: Downstream | null;
 };
 
 /** `dlock.v1.OpenSessionRequest`. */

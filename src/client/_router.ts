@@ -18,6 +18,7 @@
  */
 import {
   DlockError,
+  type Downstream,
   DownstreamUnavailableError,
   type ErrorReason,
   InvalidArgumentError,
@@ -30,13 +31,7 @@ import {
   type TransportKind,
 } from "./_connection.ts";
 import { NativeStreamConnection } from "./_native_connection.ts";
-import type {
-  DownstreamMessage,
-  ErrorMessage,
-  StatusResponse,
-  StreamOperation,
-  StreamResponse,
-} from "./_proto.ts";
+import type { ErrorMessage, StatusResponse, StreamOperation, StreamResponse } from "./_proto.ts";
 import { toTypedError } from "./_errors.ts";
 import { serverAddressProblem } from "./_address.ts";
 
@@ -66,7 +61,7 @@ export type InvokeOptions = {
 };
 
 /** Why the last attempt failed; `downstream` when a server answered but its filewriter did not. */
-type Problem = { text: string; server: string; downstream: DownstreamMessage | null };
+type Problem = { text: string; server: string; downstream: Downstream | null };
 
 /** A definite answer and the monotonic time its (last) attempt was sent. */
 export type InvokeResult = { response: StreamResponse; sentAtMs: number };

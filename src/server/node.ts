@@ -315,7 +315,7 @@ export class LockNode {
 
   #receive(messages: readonly Message[]): void {
     if (this.#stopped) return;
-    const nowMs = performance.now();
+    const nowMs = this.#monotonicMs();
     for (const message of messages) {
       this.#lastHeardMs.set(message.from, nowMs);
       if (message.type === "appendResp" && message.reject !== true && message.index !== undefined) {
@@ -1117,7 +1117,7 @@ export class LockNode {
           contactKnown: heardMs !== undefined && address !== this.#options.self,
           lastContactMsAgo: heardMs === undefined
             ? 0
-            : Math.max(0, Math.round(performance.now() - heardMs)),
+            : Math.max(0, Math.round(this.#monotonicMs() - heardMs)),
           matchIndex: this.#role === "leader" ? this.#matchIndex.get(address) ?? 0 : 0,
         };
       }),
@@ -1207,14 +1207,11 @@ function unexpected(outcome: ApplyOutcome): DlockError {
  * and the filewriter behind it did not.
  */
 function filewriterFailure(file: string, address: string, error: unknown): DlockError {
-  if (error instanceof DlockError && !(error instanceof FilewriterUnavailableError)) return error;
-  const problem = error instanceof FilewriterUnavailableError
-    ? error.problem
-    : error instanceof Error
-    ? error.message
-    : String(error);
-  const attempts = error instanceof FilewriterUnavailableError ? error.attempts : 1;
-  const unreachable = !(error instanceof FilewriterUnavailableError) || error.unreachable;
+  const down = error instanceof FilewriterUnavailableError ? error : null;
+  if (down === null && error instanceof DlockError) return error;
+  const problem = down?.problem ?? (error instanceof Error ? error.message : String(error));
+  const attempts = down?.attempts ?? 1;
+  const unreachable = down?.unreachable ?? true;
   return new DownstreamUnavailableError(
     `Cannot append to ${file} as the filewriter at ${address} is ${
       unreachable ? "unreachable" : "failing"

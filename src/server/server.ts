@@ -109,6 +109,7 @@ export function splitHostPort(address: string): { host: string; port: number } {
  */
 export async function startServer(config: ServerConfig): Promise<RunningServer> {
   const tickMs = config.tickMs ?? 10;
+  const electionTicks = Math.max(2, Math.round(config.electionMs / tickMs));
   const members = [...new Set([...config.members, config.self])].sort();
   const clusterId = clusterIdOf(members);
   const logger = config.logger;
@@ -128,7 +129,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     const raft = new RaftNode({
       id: config.self,
       voters: members,
-      electionTicks: Math.max(2, Math.round(config.electionMs / tickMs)),
+      electionTicks,
       heartbeatTicks: Math.max(1, Math.round(config.heartbeatMs / tickMs)),
       preVote: true,
       checkQuorum: true,
@@ -192,7 +193,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
       filewriterAddress: config.filewriter ?? "",
       logger,
       tickMs,
-      electionTimeoutMs: Math.max(2, Math.round(config.electionMs / tickMs)) * tickMs,
+      electionTimeoutMs: electionTicks * tickMs,
       sessionTtlMsMin: sessionTtlMsFloor(config),
       ...(config.logEntriesBeforeSnapshot === undefined
         ? {}
