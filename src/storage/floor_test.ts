@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { Entry } from "../raft/types.ts";
-import { KvLogStorage, StorageError } from "./mod.ts";
+import { KvLogStorage, StorageError, type StorageUpdate } from "./mod.ts";
 import { floorFileName } from "./_floor.ts";
 
 const ids = { clusterId: "cluster-a", nodeId: "127.0.0.1:5000" };
@@ -38,26 +38,32 @@ async function withRoot(body: (root: string) => Promise<void>): Promise<void> {
 }
 
 /**
- * A store at term 2 with entries 1..10 committed, closed (older), copied aside, then taken
- * on to term 5 with entries up to 40 committed and closed (newer).
+ * A store that saved `first` and was closed (a copy of its files is kept aside as `older`),
+ * then saved `then` and was closed again. By default: term 2 with entries 1..10 committed,
+ * then term 5 with entries up to 40 committed.
  */
-async function storeThatMovedOn(root: string): Promise<{ dataDir: string; older: string }> {
-  const dataDir = join(root, "data");
-  const older = join(root, "older");
-  let storage = await KvLogStorage.open({ dataDir, ...ids });
-  await storage.save({
+async function storeThatMovedOn(
+  root: string,
+  first: StorageUpdate = {
     hardState: { term: 2, vote: "n2", commit: 10 },
     entries: entries(1, 10, 2),
-  });
-  storage.close();
-  await Deno.mkdir(older);
-  await copyStoreFiles(dataDir, older, true);
-  storage = await KvLogStorage.open({ dataDir, ...ids });
-  await storage.save({
+  },
+  then: StorageUpdate = {
     hardState: { term: 5, vote: "n3", commit: 40 },
     entries: entries(11, 40, 5),
-  });
-  storage.close();
+  },
+): Promise<{ dataDir: string; older: string }> {
+  const dataDir = join(root, "data");
+  const older = join(root, "older");
+  for (const [index, update] of [first, then].entries()) {
+    const storage = await KvLogStorage.open({ dataDir, ...ids });
+    await storage.save(update);
+    storage.close();
+    if (index === 0) {
+      await Deno.mkdir(older);
+      await copyStoreFiles(dataDir, older, true);
+    }
+  }
   return { dataDir, older };
 }
 
@@ -86,16 +92,11 @@ Deno.test("floor: a store that went back in time (older files, newer floor) is r
 
 Deno.test("floor: a lost vote in the floor's term is refused", async () => {
   await withRoot(async (root) => {
-    const dataDir = join(root, "data");
-    const older = join(root, "older");
-    let storage = await KvLogStorage.open({ dataDir, ...ids });
-    await storage.save({ hardState: { term: 3, vote: null, commit: 0 }, entries: [] });
-    storage.close();
-    await Deno.mkdir(older);
-    await copyStoreFiles(dataDir, older, false);
-    storage = await KvLogStorage.open({ dataDir, ...ids });
-    await storage.save({ hardState: { term: 3, vote: "n2", commit: 0 }, entries: [] });
-    storage.close();
+    const { dataDir, older } = await storeThatMovedOn(
+      root,
+      { hardState: { term: 3, vote: null, commit: 0 }, entries: [] },
+      { hardState: { term: 3, vote: "n2", commit: 0 }, entries: [] },
+    );
     await copyStoreFiles(older, dataDir, false);
     await assertRefusedAsBehind(
       dataDir,
@@ -106,22 +107,11 @@ Deno.test("floor: a lost vote in the floor's term is refused", async () => {
 
 Deno.test("floor: a log shorter than the floor's commit index is refused", async () => {
   await withRoot(async (root) => {
-    const dataDir = join(root, "data");
-    const older = join(root, "older");
-    let storage = await KvLogStorage.open({ dataDir, ...ids });
-    await storage.save({
-      hardState: { term: 4, vote: "n1", commit: 5 },
-      entries: entries(1, 5, 4),
-    });
-    storage.close();
-    await Deno.mkdir(older);
-    await copyStoreFiles(dataDir, older, false);
-    storage = await KvLogStorage.open({ dataDir, ...ids });
-    await storage.save({
-      hardState: { term: 4, vote: "n1", commit: 30 },
-      entries: entries(6, 30, 4),
-    });
-    storage.close();
+    const { dataDir, older } = await storeThatMovedOn(
+      root,
+      { hardState: { term: 4, vote: "n1", commit: 5 }, entries: entries(1, 5, 4) },
+      { hardState: { term: 4, vote: "n1", commit: 30 }, entries: entries(6, 30, 4) },
+    );
     await copyStoreFiles(older, dataDir, false);
     await assertRefusedAsBehind(dataDir, /its log ends at index 5, but entries up to 30/);
   });
